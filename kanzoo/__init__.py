@@ -1,0 +1,4 @@
+"""kanzoo: Kolmogorov-Arnold networks for computer vision."""
+__version__ = "0.1.0.dev0"
+
+from . import layers  # noqa: F401

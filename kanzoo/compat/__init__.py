@@ -1,0 +1,1 @@
+"""Readers for upstream checkpoints and layer descriptions (torch-conv-kan, ...)."""

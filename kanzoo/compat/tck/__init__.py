@@ -1,0 +1,95 @@
+"""Build kanzoo layers from torch-conv-kan (IvanDrokin/torch-conv-kan) layer descriptions and load their
+weights.
+
+A description is shaped like an entry of the golden ``manifest.json``::
+
+    {"ref_class": "KAGNConv2DLayer", "ctor_args": [64, 128, 3],
+     "ctor_kwargs": {"degree": 3, "padding": 1, "norm_layer": "torch.nn.BatchNorm2d", "affine": true}}
+
+``family`` is optional; it is derived from ``ref_class`` when absent. Classes are written as strings
+(``"torch.nn.BatchNorm2d"``). Migrating your own layer::
+
+    from kanzoo.compat.tck import from_reference
+    layer = from_reference({"ref_class": "KAGNConv2DLayer", "ctor_args": [64, 128, 3],
+                            "ctor_kwargs": {"degree": 3, "padding": 1}}, old_layer.state_dict())
+
+Loading is strict: every reference key must be consumed and every kanzoo tensor filled.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Dict, Optional
+
+import torch
+from torch import nn
+
+from ._state import StateReader, load_strict
+
+# ref_class pattern -> family, in match order
+_FAMILY_PATTERNS = [
+    (r"^KAGNConv\dDLayerV2$", "KAGNv2"),
+    (r"^KANConv\dDLayer$", "KANConv"),
+    (r"^KALNConv\dDLayer$", "KALN"),
+    (r"^KACNConv\dDLayer$", "KACN"),
+    (r"^KAGNConv\dDLayer$", "KAGN"),
+    (r"^KAJNConv\dDLayer$", "KAJN"),
+    (r"^KABNConv\dDLayer$", "KABN"),
+    (r"^FastKANConv\dDLayer$", "FastKAN"),
+    (r"^ReLUKANConv\dDLayer$", "ReLUKAN"),
+]
+
+# family -> builder(case, reader) -> (module, mapped state)
+_BUILDERS: Dict[str, Callable] = {}
+
+
+def register_family(*families: str):
+    def deco(fn):
+        for f in families:
+            _BUILDERS[f] = fn
+        return fn
+    return deco
+
+
+def family_of(case: Dict[str, Any]) -> str:
+    if case.get("family"):
+        return case["family"]
+    for pat, fam in _FAMILY_PATTERNS:
+        if re.match(pat, case["ref_class"]):
+            return fam
+    raise ValueError(f"unknown torch-conv-kan class {case['ref_class']!r}; supported families: {sorted(_BUILDERS)}")
+
+
+def from_reference(case: Dict[str, Any], state_dict: Optional[Dict[str, torch.Tensor]] = None) -> nn.Module:
+    """Builds the kanzoo equivalent of a torch-conv-kan layer and loads its reference-keyed state strictly.
+
+    Args:
+        case: ``{"ref_class", "ctor_args", "ctor_kwargs"}`` (plus optional ``family``).
+        state_dict: the reference ``state_dict()``; None returns the freshly initialised kanzoo module.
+
+    Returns:
+        The kanzoo module (in train mode, like a fresh ``nn.Module``).
+    """
+    fam = family_of(case)
+    if fam not in _BUILDERS:
+        raise ValueError(f"torch-conv-kan family {fam!r} ({case.get('ref_class')}) is not supported; "
+                         f"supported: {sorted(_BUILDERS)}")
+    module, mapper = _BUILDERS[fam](case)
+    if state_dict is not None:
+        reader = StateReader(dict(state_dict))
+        mapped = mapper(reader)
+        reader.finish()
+        load_strict(module, mapped)
+    return module
+
+
+from . import conv as _conv  # noqa: E402
+
+
+@register_family(*_conv.CONV_FAMILIES)
+def _build_conv(case):
+    fam = family_of(case)
+    layer = _conv.build_conv(case, fam)
+    return layer, lambda reader: _conv.convert_conv_state(reader, layer, fam)
+
+
+__all__ = ["from_reference", "family_of", "register_family"]

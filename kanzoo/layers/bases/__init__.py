@@ -1,0 +1,64 @@
+"""KAN bases: one module per family of univariate functions. See :class:`Basis` for the interface."""
+from __future__ import annotations
+
+from typing import Callable, Dict, Type, Union
+
+from .base import Basis
+from .bernstein import BernsteinBasis
+from .bspline import BSplineBasis
+from .chebyshev import ChebyshevBasis
+from .gram import GramBasis
+from .jacobi import JacobiBasis
+from .legendre import LegendreBasis
+from .rbf import RBFBasis
+from .relu import ReLUBasis
+
+_BASES: Dict[str, Type[Basis]] = {
+    "gram": GramBasis,
+    "legendre": LegendreBasis,
+    "chebyshev": ChebyshevBasis,
+    "jacobi": JacobiBasis,
+    "bernstein": BernsteinBasis,
+    "bspline": BSplineBasis,
+    "rbf": RBFBasis,
+    "relu": ReLUBasis,
+}
+
+BasisType = Union[str, Type[Basis], Callable[..., Basis]]
+
+
+def register_basis(name: str, cls: Type[Basis]) -> None:
+    """Makes ``cls`` available to every KAN layer as ``basis=name``."""
+    _BASES[name] = cls
+
+
+def list_bases():
+    return sorted(_BASES)
+
+
+def get_basis_class(basis: BasisType):
+    if isinstance(basis, str):
+        key = basis.lower()
+        if key not in _BASES:
+            raise ValueError(f"unknown basis {basis!r}; choose one of {sorted(_BASES)} or pass a Basis class")
+        return _BASES[key]
+    if callable(basis):
+        return basis
+    raise TypeError(f"basis must be a name or a Basis class, got {type(basis).__name__}")
+
+
+def create_basis(basis: BasisType, num_channels: int, device=None, dtype=None, **kwargs) -> Basis:
+    """Builds a basis by name (``'gram'``, ``'bspline'``, ...) for a layer with ``num_channels`` inputs."""
+    cls = get_basis_class(basis)
+    if getattr(cls, "needs_channels", False):
+        kwargs["num_channels"] = num_channels
+    try:
+        return cls(device=device, dtype=dtype, **kwargs)
+    except TypeError as e:
+        raise TypeError(f"{getattr(cls, '__name__', cls)} got an argument it does not take: {e}") from None
+
+
+__all__ = [
+    "Basis", "BernsteinBasis", "BSplineBasis", "ChebyshevBasis", "GramBasis", "JacobiBasis", "LegendreBasis",
+    "RBFBasis", "ReLUBasis", "create_basis", "get_basis_class", "list_bases", "register_basis",
+]

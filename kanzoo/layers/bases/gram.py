@@ -1,0 +1,78 @@
+"""Gram polynomial basis (KAGN), from "Kolmogorov-Arnold Convolutions: Design Principles and Empirical
+Studies" (Drokin, arXiv 2407.01092)."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+from torch import nn
+
+from ..create import LayerType, get_act_layer
+from .base import Basis, check_degree, stack_basis
+
+
+def gram_coefficients(degree: int) -> List[float]:
+    """c_i for i = 0..degree, where P_i = t·P_{i-1} - c_i·β_{i-1}·P_{i-2} (c_0 = c_1 = 0).
+
+    c_i = (2i-1)(i-1)²(4(i-1)²-1) / i², computed in double precision (c_2 = 2.25, c_3 = 33.33…).
+    """
+    out = [0.0, 0.0]
+    for i in range(2, degree + 1):
+        n, m = i - 1, i
+        out.append(((m + n) * (m - n) * n**2) / (m**2 / (4.0 * n**2 - 1.0)))
+    return out[: degree + 1]
+
+
+class GramBasis(Basis):
+    r"""Learnable Gram polynomials of :math:`t = \tanh(x)`, passed through an activation.
+
+    .. math::
+        P_0 = 1,\quad P_1 = t,\quad P_i = t\,P_{i-1} - c_i\,\beta_{i-1}\,P_{i-2},\qquad
+        B_i(x) = \sigma(P_i(\tanh x))
+
+    with :math:`c_i = (2i-1)(i-1)^2(4(i-1)^2-1)/i^2` and σ = ``act_layer`` (SiLU). Only
+    :math:`\beta_1..\beta_{D-1}` enter the recurrence; ``beta_weights`` keeps D+1 entries so that
+    torch-conv-kan checkpoints load unchanged.
+
+    Args:
+        degree: highest polynomial degree D (``num_basis = D + 1``). Degree 0 gives the constant σ(1).
+        act_layer: activation applied to every basis function.
+
+    Attributes:
+        beta_weights: (D+1,) recurrence weights, initialised N(0, 1/(D+1)²·init_scale).
+    """
+
+    def __init__(
+        self,
+        degree: int = 3,
+        act_layer: LayerType = "silu",
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        self.degree = check_degree(degree)
+        self.num_basis = degree + 1
+        self.act = get_act_layer(act_layer)()
+        self.coefficients = gram_coefficients(degree)
+        self.beta_weights = nn.Parameter(torch.empty(degree + 1, device=device, dtype=dtype))
+        self.reset_parameters()
+
+    def reset_parameters(self, fan_in: int = 1) -> None:
+        nn.init.normal_(self.beta_weights, mean=0.0, std=1.0 / (fan_in * (self.degree + 1.0)))
+
+    def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
+        t = torch.tanh(x)
+        p0 = torch.ones_like(t)
+        parts = [self.act(p0)]
+        if self.degree >= 1:
+            p1 = t
+            parts.append(self.act(p1))
+            beta = self.beta_weights
+            for i in range(2, self.degree + 1):
+                p2 = t * p1 - (self.coefficients[i] * beta[i - 1]) * p0
+                parts.append(self.act(p2))
+                p0, p1 = p1, p2
+        return stack_basis(parts, prefix)
+
+    def extra_repr(self) -> str:
+        return f"degree={self.degree}"

@@ -1,0 +1,63 @@
+"""Jacobi polynomial basis (KAJN), as used in torch-conv-kan (Drokin, arXiv 2407.01092)."""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import torch
+
+from .base import Basis, check_degree, stack_basis
+
+
+def jacobi_coefficients(degree: int, a: float, b: float) -> List[Tuple[float, float, float]]:
+    """(A_i, B_i, C_i) for i = 2..degree of P_i = (A_i·t + B_i)·P_{i-1} - C_i·P_{i-2}."""
+    out = []
+    for i in range(2, degree + 1):
+        s = 2 * i + a + b
+        den = 2 * i * (i + a + b)
+        out.append((
+            s * (s - 1) / den,
+            (s - 1) * (a * a - b * b) / (den * (s - 2)),
+            (i + a - 1) * (i + b - 1) * s / (i * (i + a + b) * (s - 2)),
+        ))
+    return out
+
+
+class JacobiBasis(Basis):
+    r"""Jacobi polynomials :math:`P^{(a,b)}_i` of :math:`t = \tanh(x)`.
+
+    .. math::
+        P_0 = 1,\quad P_1 = \tfrac{1}{2}\big((a-b) + (a+b+2)\,t\big),\quad
+        P_i = (A_i t + B_i)\,P_{i-1} - C_i\,P_{i-2}
+
+    with :math:`A_i = \frac{(2i+a+b)(2i+a+b-1)}{2i(i+a+b)}`,
+    :math:`B_i = \frac{(2i+a+b-1)(a^2-b^2)}{2i(i+a+b)(2i+a+b-2)}` and
+    :math:`C_i = \frac{(i+a-1)(i+b-1)(2i+a+b)}{i(i+a+b)(2i+a+b-2)}`. a = b = 1 by default.
+    """
+
+    default_base_act = "identity"
+
+    def __init__(self, degree: int = 3, a: float = 1.0, b: float = 1.0, device=None, dtype=None):
+        super().__init__()
+        self.degree = check_degree(degree)
+        self.num_basis = degree + 1
+        if a <= -1 or b <= -1:
+            raise ValueError(f"Jacobi parameters need a > -1 and b > -1, got a={a!r}, b={b!r}")
+        self.a = float(a)
+        self.b = float(b)
+        self.coefficients = jacobi_coefficients(degree, self.a, self.b)
+
+    def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
+        t = torch.tanh(x)
+        p0 = torch.ones_like(t)
+        parts = [p0]
+        if self.degree >= 1:
+            p1 = ((self.a - self.b) + (self.a + self.b + 2.0) * t) / 2.0
+            parts.append(p1)
+            for ca, cb, cc in self.coefficients:
+                p2 = (ca * t + cb) * p1 - cc * p0
+                parts.append(p2)
+                p0, p1 = p1, p2
+        return stack_basis(parts, prefix)
+
+    def extra_repr(self) -> str:
+        return f"degree={self.degree}, a={self.a}, b={self.b}"
