@@ -36,6 +36,8 @@ _FAMILY_PATTERNS = [
     (r"^KABNConv\dDLayer$", "KABN"),
     (r"^FastKANConv\dDLayer$", "FastKAN"),
     (r"^ReLUKANConv\dDLayer$", "ReLUKAN"),
+    (r"^BottleNeckKAGNConv\dDLayer$", "BottleNeckKAGN"),
+    (r"^BottleNeckReLUKANConv\dDLayer$", "BottleNeckReLUKAN"),
 ]
 
 # family -> builder(case, reader) -> (module, mapped state)
@@ -93,3 +95,10 @@ def _build_conv(case):
 
 
 __all__ = ["from_reference", "family_of", "register_family"]
+
+
+@register_family(*_conv.BOTTLENECK_FAMILIES)
+def _build_bottleneck(case):
+    fam = family_of(case)
+    layer = _conv.build_bottleneck(case, fam)
+    return layer, lambda reader: _conv.convert_bottleneck_state(reader, layer, fam)

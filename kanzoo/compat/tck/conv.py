@@ -128,3 +128,50 @@ def convert_conv_state(reader: StateReader, layer: KANConvNd, family: str, dst: 
 def build_conv(case: Dict[str, Any], family: str) -> KANConvNd:
     kw, _ = conv_kwargs(case, family)
     return KANConvNd(**kw)
+
+
+BOTTLENECK_FAMILIES = {"BottleNeckKAGN": "gram", "BottleNeckReLUKAN": "relu"}
+
+
+def build_bottleneck(case: Dict[str, Any], family: str):
+    from ...layers import BottleneckKANConvNd
+    a = conv_args(case)
+    a, norm_kw = split_norm_kwargs(a)
+    basis = BOTTLENECK_FAMILIES[family]
+    kw: Dict[str, Any] = dict(
+        in_channels=a.pop("input_dim"), out_channels=a.pop("output_dim"), kernel_size=a.pop("kernel_size"),
+        stride=a.pop("stride", 1), padding=a.pop("padding", 0), dilation=a.pop("dilation", 1),
+        groups=a.pop("groups", 1), ndim=ndim_of(case["ref_class"]), basis=basis, dropout=a.pop("dropout", 0.0),
+        dim_reduction=a.pop("dim_reduction", 4.0), min_internal=a.pop("min_internal", 16),
+        norm_layer=class_name(a.pop("norm_layer", "torch.nn.InstanceNorm2d")), norm_kwargs=norm_kw,
+    )
+    if "base_activation" in a:
+        kw["base_act"] = class_name(a.pop("base_activation"))
+    if basis == "gram":
+        kw["degree"] = a.pop("degree", 3)
+    else:
+        kw["g"], kw["k"] = a.pop("g", 5), a.pop("k", 3)
+        a.pop("train_ab", None)
+    a.pop("l1_decay", None)
+    if a:
+        raise ValueError(f"{case['ref_class']}: arguments kanzoo does not understand: {sorted(a)}")
+    return BottleneckKANConvNd(**kw)
+
+
+def convert_bottleneck_state(reader: StateReader, layer, family: str, dst: str = "") -> Dict[str, torch.Tensor]:
+    G, inner, nb = layer.groups, layer.inner_channels, layer.num_basis
+    out: Dict[str, torch.Tensor] = {}
+    out[dst + "weight"] = torch.cat(reader.take_groups("base_conv.{}.weight", G))
+    out[dst + "inner_weight"] = torch.cat(reader.take_groups("inner_proj.{}.weight", G))
+    out[dst + "outer_weight"] = torch.cat(reader.take_groups("out_proj.{}.weight", G))
+    if family == "BottleNeckKAGN":
+        w = reader.take("poly_weights")
+        out[dst + "basis_weight"] = degree_major_to_channel(w.reshape((-1,) + tuple(w.shape[2:])), inner, nb)
+        out[dst + "basis.beta_weights"] = reader.take("beta_weights")
+    else:
+        w = torch.cat(reader.take_groups("relukan_conv.{}.weight", G))
+        out[dst + "basis_weight"] = channel_major_to_channel(w, inner, nb)
+        for name in ("phase_low", "phase_high"):
+            out[dst + "basis." + name] = reader.take(name).reshape(inner, nb).repeat(G, 1)
+    norm_state(reader, "layer_norm.{}", G, dst + "norm", out)
+    return out

@@ -12,6 +12,7 @@ from .jacobi import JacobiBasis
 from .legendre import LegendreBasis
 from .rbf import RBFBasis
 from .relu import ReLUBasis
+from .wavelet import WaveletBasis, wavelet
 
 _BASES: Dict[str, Type[Basis]] = {
     "gram": GramBasis,
@@ -22,6 +23,7 @@ _BASES: Dict[str, Type[Basis]] = {
     "bspline": BSplineBasis,
     "rbf": RBFBasis,
     "relu": ReLUBasis,
+    "wavelet": WaveletBasis,
 }
 
 BasisType = Union[str, Type[Basis], Callable[..., Basis]]
@@ -60,5 +62,5 @@ def create_basis(basis: BasisType, num_channels: int, device=None, dtype=None, *
 
 __all__ = [
     "Basis", "BernsteinBasis", "BSplineBasis", "ChebyshevBasis", "GramBasis", "JacobiBasis", "LegendreBasis",
-    "RBFBasis", "ReLUBasis", "create_basis", "get_basis_class", "list_bases", "register_basis",
+    "RBFBasis", "ReLUBasis", "WaveletBasis", "create_basis", "get_basis_class", "list_bases", "register_basis",
 ]

@@ -1,0 +1,96 @@
+"""Wavelet functions and a learnable wavelet basis (Wav-KAN: Bozorgasl & Chen, "Wav-KAN: Wavelet
+Kolmogorov-Arnold Networks", arXiv 2405.12832)."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .base import Basis, cat_basis
+
+WAVELETS = ("mexican_hat", "morlet", "dog", "meyer", "shannon")
+_MEXICAN_HAT_C = 2.0 / (math.sqrt(3.0) * math.pi ** 0.25)
+
+
+def check_wavelet(name: str) -> str:
+    if name not in WAVELETS:
+        raise ValueError(f"unknown wavelet_type {name!r}; choose one of {list(WAVELETS)}")
+    return name
+
+
+def _meyer_aux(t: torch.Tensor) -> torch.Tensor:
+    return t ** 4 * (35.0 - 84.0 * t + 70.0 * t * t - 20.0 * t ** 3)
+
+
+def wavelet(u: torch.Tensor, name: str) -> torch.Tensor:
+    r"""The mother wavelet ψ(u), elementwise.
+
+    - ``mexican_hat``: :math:`\frac{2}{\sqrt 3\,\pi^{1/4}}(u^2-1)e^{-u^2/2}`
+    - ``morlet``: :math:`e^{-u^2/2}\cos 5u`
+    - ``dog`` (derivative of Gaussian): :math:`-u\,e^{-u^2/2}`
+    - ``meyer``: :math:`\sin(\pi|u|)\,A(|u|)` with A = 1 on [0, ½], 0 beyond 1 and
+      :math:`\cos(\frac{\pi}{2}\nu(2v-1))`, :math:`\nu(t) = t^4(35-84t+70t^2-20t^3)` between
+    - ``shannon``: :math:`\sin(u)/u` (1 at 0); a layer may multiply a window on top
+    """
+    if name == "mexican_hat":
+        u2 = u * u
+        return _MEXICAN_HAT_C * (u2 - 1.0) * torch.exp(-0.5 * u2)
+    if name == "morlet":
+        return torch.exp(-0.5 * u * u) * torch.cos(5.0 * u)
+    if name == "dog":
+        return -u * torch.exp(-0.5 * u * u)
+    if name == "meyer":
+        v = u.abs()
+        mid = torch.cos((math.pi / 2.0) * _meyer_aux(2.0 * v - 1.0))
+        a = torch.where(v <= 0.5, torch.ones_like(v), torch.where(v >= 1.0, torch.zeros_like(v), mid))
+        return torch.sin(math.pi * v) * a
+    if name == "shannon":
+        return torch.sinc(u / math.pi)
+    raise ValueError(f"unknown wavelet_type {name!r}; choose one of {list(WAVELETS)}")
+
+
+class WaveletBasis(Basis):
+    r"""F dilated and translated copies of a mother wavelet per input channel.
+
+    .. math:: B_{c,j}(x) = \psi\big((x - \tau_{c,j}) / s_{c,j}\big)
+
+    with learnable translations τ (initialised evenly over ``grid_range``) and scales s (initialised to
+    the grid spacing). This is kanzoo's separable form, which fits any KAN layer; Wav-KAN's original
+    layers give every (output, input) edge its own scale and translation instead
+    (:class:`kanzoo.layers.WaveletKANConvNd`).
+    """
+
+    needs_channels = True
+    default_base_act = "silu"
+    default_act = "identity"
+    default_norm = "batch"
+
+    def __init__(self, num_channels: int, num_wavelets: int = 4, wavelet_type: str = "mexican_hat",
+                 grid_range=(-1.0, 1.0), device=None, dtype=None):
+        super().__init__()
+        self.wavelet_type = check_wavelet(wavelet_type)
+        if isinstance(num_wavelets, bool) or not isinstance(num_wavelets, int) or num_wavelets < 1:
+            raise ValueError(f"num_wavelets must be an int >= 1, got {num_wavelets!r}")
+        self.num_basis = num_wavelets
+        self.grid_range = (float(grid_range[0]), float(grid_range[1]))
+        self.translation = nn.Parameter(torch.empty(num_channels, num_wavelets, device=device, dtype=dtype))
+        self.scale = nn.Parameter(torch.empty(num_channels, num_wavelets, device=device, dtype=dtype))
+        self.reset_parameters()
+
+    def reset_parameters(self, fan_in: int = 1) -> None:
+        lo, hi = self.grid_range
+        n = self.num_basis
+        with torch.no_grad():
+            centres = torch.linspace(lo, hi, n) if n > 1 else torch.tensor([(lo + hi) / 2])
+            self.translation.copy_(centres.expand_as(self.translation))
+            self.scale.fill_((hi - lo) / max(n - 1, 1))
+
+    def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
+        shape = [1, self.scale.shape[0], self.num_basis] + [1] * (x.dim() - 2)
+        u = (x.unsqueeze(2) - self.translation.view(shape)) / self.scale.view(shape)
+        return cat_basis(wavelet(u, self.wavelet_type), prefix)
+
+    def extra_repr(self) -> str:
+        return f"num_channels={self.scale.shape[0]}, num_wavelets={self.num_basis}, wavelet_type={self.wavelet_type!r}"
