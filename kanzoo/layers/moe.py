@@ -1,0 +1,376 @@
+"""Sparsely gated mixtures of KAN convolutions.
+
+Noisy top-k gating follows Shazeer et al., "Outrageously Large Neural Networks: The Sparsely-Gated
+Mixture-of-Experts Layer" (arXiv 1701.06538); the KAN-conv experts and the MoE bottleneck follow Drokin,
+"Kolmogorov-Arnold Convolutions: Design Principles and Empirical Studies" (arXiv 2407.01092).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._utils import IntOrTuple, check_channels, check_ndim, check_probability, to_ntuple
+from .bases import BasisType, get_basis_class
+from .bottleneck import bottleneck_width
+from .conv import _DROPOUT, KANConvNd, check_input, conv_nd
+from .create import LayerType, create_norm, get_act_layer
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def cv_squared(v: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """Squared coefficient of variation ``var_unbiased(v) / (mean(v)² + eps)``; 0 for fewer than 2 entries."""
+    if v.numel() < 2:
+        return v.new_zeros(())
+    return v.var() / (v.mean() ** 2 + eps)
+
+
+class MoEKANConvNd(nn.Module):
+    r"""A sparsely gated mixture of E KAN convolutions, each sample routed to its top-k experts.
+
+    With :math:`m = \mathrm{mean}_{spatial}(x) \in \mathbb{R}^{C_{in}}` per sample:
+
+    .. math::
+        h = m W_g + \epsilon \odot \big(\mathrm{softplus}(m W_n) + 0.01\big),\quad
+        \epsilon \sim \mathcal N(0, 1)\ \text{(training with noisy gating only)}
+
+        \mathcal T = \operatorname{top-k}(h),\qquad
+        g_e = \frac{\mathrm{softmax}(h)_e}{\sum_{j \in \mathcal T} \mathrm{softmax}(h)_j}
+            = \mathrm{softmax}_{j \in \mathcal T}(h_j)_e\ (e \in \mathcal T),\ \text{else } 0
+
+        y = \sum_{e \in \mathcal T} g_e\, \mathrm{expert}_e(x)
+
+    Expert e runs **only on the sub-batch routed to it** (``index_select`` in, ``index_add_`` out), so
+    batch-coupled experts (BatchNorm in training) see only that sub-batch. Experts that receive no
+    sample in a step do not run and get no gradient in that step (their parameters' ``.grad`` stays
+    None / unchanged); every routed expert does.
+
+    The second output is the load-balancing loss of Shazeer et al.:
+
+    .. math::
+        L_{aux} = c\,\big(\mathrm{cv}^2(\mathrm{Importance}) + \mathrm{cv}^2(\mathrm{Load})\big),\quad
+        \mathrm{cv}^2(v) = \frac{\mathrm{Var}_{unbiased}(v)}{\bar v^2 + 10^{-10}}
+
+    with Importance = Σ_b g_b. Load is, in training with noisy gating and k < E, the smooth estimate
+    :math:`\sum_b \Phi\big((m W_g - \tau_{b,e}) / (\mathrm{softplus}(m W_n)+0.01)\big)`, where
+    :math:`\tau_{b,e}` is the k-th largest *noisy logit* of sample b among the other experts (the
+    (k+1)-th overall if e is in the top k, the k-th otherwise); otherwise it is the number of samples
+    routed to each expert. Gating runs in eval without noise, so eval is deterministic.
+
+    Differences from torch-conv-kan's MoE layers (see docs/compat.md): the combine runs in the input
+    dtype (the reference forces float32); the load estimate compares logits with logits (the
+    reference compares logits with softmax probabilities); ``w_gate`` is random and the experts are
+    initialised independently (the reference zero-inits ``w_gate`` and copies expert 0 into all);
+    the kept gates are renormalised to sum to exactly 1 (the reference divides by sum + 1e-6).
+
+    Args:
+        in_channels, out_channels, kernel_size: passed to every expert.
+        num_experts: E >= 1.
+        top_k: experts per sample, 1 <= k <= E.
+        noisy_gating: add learned Gaussian noise to the gate logits in training.
+        aux_loss_coef: c >= 0, the weight of the load-balancing loss.
+        expert_layer: class or callable building one expert as
+            ``expert_layer(in_channels, out_channels, kernel_size, **expert_kwargs)``
+            (``device``/``dtype`` are added when given). Default :class:`KANConvNd`.
+        **expert_kwargs: forwarded to every expert (``padding=1, basis="gram", degree=3, ndim=2`` ...).
+
+    Shape:
+        - Input: (N, C_in, *S).
+        - Output: ``(y, aux_loss)`` with y (N, C_out, *S_out) in the input dtype and a scalar loss.
+
+    Attributes:
+        w_gate: (C_in, E) gate weights, uniform ±1/√C_in.
+        w_noise: (C_in, E) noise weights, zero-initialised (noise std softplus(0)+0.01 ≈ 0.70 at init);
+            None without noisy gating.
+        experts: ``nn.ModuleList`` of E experts.
+
+    Examples::
+        >>> moe = MoEKANConvNd(16, 32, 3, num_experts=4, top_k=2, padding=1, basis="gram", degree=3)
+        >>> y, aux = moe(torch.randn(8, 16, 10, 10))
+        >>> y.shape
+        torch.Size([8, 32, 10, 10])
+    """
+
+    noise_epsilon = 1e-2
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrTuple,
+        num_experts: int = 8,
+        top_k: int = 2,
+        noisy_gating: bool = True,
+        aux_loss_coef: float = 0.01,
+        expert_layer: Callable[..., nn.Module] = KANConvNd,
+        device=None,
+        dtype=None,
+        **expert_kwargs,
+    ):
+        super().__init__()
+        check_channels(in_channels, out_channels, 1)
+        self.num_experts = _check_int("num_experts", num_experts, 1)
+        self.top_k = _check_int("top_k", top_k, 1)
+        if top_k > num_experts:
+            raise ValueError(f"top_k={top_k} must not exceed num_experts={num_experts}")
+        if isinstance(aux_loss_coef, bool) or not isinstance(aux_loss_coef, (int, float)) or not aux_loss_coef >= 0:
+            raise ValueError(f"aux_loss_coef must be a number >= 0, got {aux_loss_coef!r}")
+        if not callable(expert_layer):
+            raise TypeError(f"expert_layer must be a class or callable, got {type(expert_layer).__name__}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = kernel_size
+        self.noisy_gating = bool(noisy_gating)
+        self.aux_loss_coef = float(aux_loss_coef)
+
+        kw = dict(expert_kwargs)
+        if device is not None:
+            kw["device"] = device
+        if dtype is not None:
+            kw["dtype"] = dtype
+        # each call builds fresh, independently initialised parameters
+        self.experts = nn.ModuleList(expert_layer(in_channels, out_channels, kernel_size, **kw)
+                                     for _ in range(num_experts))
+        dd = dict(device=device, dtype=dtype)
+        self.w_gate = nn.Parameter(torch.empty(in_channels, num_experts, **dd))
+        if self.noisy_gating:
+            self.w_noise = nn.Parameter(torch.empty(in_channels, num_experts, **dd))
+        else:
+            self.register_parameter("w_noise", None)
+        self._reset_gate()
+
+    def _reset_gate(self) -> None:
+        bound = 1.0 / math.sqrt(self.in_channels)
+        nn.init.uniform_(self.w_gate, -bound, bound)
+        if self.w_noise is not None:
+            nn.init.zeros_(self.w_noise)
+
+    def reset_parameters(self) -> None:
+        """Re-draws the gate and re-initialises every expert independently."""
+        self._reset_gate()
+        for e in self.experts:
+            if hasattr(e, "reset_parameters"):
+                e.reset_parameters()
+
+    def gate(self, m: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Routing for gate features m (N, C_in).
+
+        Returns ``(top_idx (N, k), top_gates (N, k), gates (N, E) dense, load (E,))``, all computed in the
+        parameters' dtype with autocast disabled (a low-precision router can flip expert choices).
+        """
+        with torch.autocast(device_type=m.device.type, enabled=False):
+            m = m.to(self.w_gate.dtype)
+            clean = m @ self.w_gate
+            noisy = self.training and self.noisy_gating
+            if noisy:
+                noise_std = F.softplus(m @ self.w_noise) + self.noise_epsilon
+                logits = clean + torch.randn_like(clean) * noise_std
+            else:
+                logits = clean
+            k, E = self.top_k, self.num_experts
+            smooth_load = noisy and k < E
+            top_vals, top_idx = logits.topk(k + 1 if smooth_load else k, dim=1)
+            # softmax over all E then renormalised over the kept k == softmax over the kept logits
+            top_gates = torch.softmax(top_vals[:, :k], dim=1)
+            gates = torch.zeros_like(logits).scatter(1, top_idx[:, :k], top_gates)
+            if smooth_load:
+                # P(e stays in the top k under fresh noise), thresholds taken from the noisy *logits*
+                is_in = torch.zeros_like(logits, dtype=torch.bool).scatter(1, top_idx[:, :k], True)
+                threshold = torch.where(is_in, top_vals[:, k:k + 1], top_vals[:, k - 1:k])
+                load = torch.special.ndtr((clean - threshold) / noise_std).sum(0)
+            else:
+                load = torch.bincount(top_idx[:, :k].reshape(-1), minlength=E).to(gates.dtype)
+        return top_idx[:, :k], top_gates, gates, load
+
+    def aux_loss(self, gates: torch.Tensor, load: torch.Tensor) -> torch.Tensor:
+        """``aux_loss_coef · (cv²(gates.sum(0)) + cv²(load))``."""
+        return self.aux_loss_coef * (cv_squared(gates.sum(0)) + cv_squared(load))
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        if x.dim() < 3 or x.shape[1] != self.in_channels:
+            raise ValueError(f"MoEKANConvNd expects input (N, {self.in_channels}, *spatial), got {list(x.shape)}")
+        top_idx, top_gates, gates, load = self.gate(x.flatten(2).mean(-1))
+        y = self._dispatch(x, top_idx, top_gates)
+        return y, self.aux_loss(gates, load)
+
+    def _dispatch(self, x: torch.Tensor, top_idx: torch.Tensor, top_gates: torch.Tensor) -> torch.Tensor:
+        """Σ_e g_e·expert_e(x) with each expert run once on its routed rows; combined in x's dtype."""
+        n, k = top_idx.shape
+        flat = top_idx.reshape(-1)
+        order = torch.argsort(flat, stable=True)           # assignments grouped by expert, rows ascending
+        rows = torch.div(order, k, rounding_mode="floor")
+        weights = top_gates.reshape(-1)[order].to(x.dtype)
+        counts = torch.bincount(flat, minlength=self.num_experts).tolist()   # one host sync
+        y = None
+        for e, (r, w) in enumerate(zip(rows.split(counts), weights.split(counts))):
+            if r.numel() == 0:
+                continue                                       # idle expert: not run, no gradient
+            out = self.experts[e](x.index_select(0, r)).to(x.dtype)
+            if y is None:
+                y = out.new_zeros((n,) + tuple(out.shape[1:]))
+            y.index_add_(0, r, out * w.view((-1,) + (1,) * (out.dim() - 1)))
+        if y is None:                                          # empty batch
+            y = self.experts[0](x).to(x.dtype)
+        return y
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"num_experts={self.num_experts}, top_k={self.top_k}, noisy_gating={self.noisy_gating}, "
+                f"aux_loss_coef={self.aux_loss_coef}")
+
+
+class MoEKANConv1d(MoEKANConvNd):
+    """:class:`MoEKANConvNd` of :class:`KANConvNd` experts over (N, C, L) inputs."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple, **kwargs):
+        super().__init__(in_channels, out_channels, kernel_size, ndim=1, **kwargs)
+
+
+class MoEKANConv2d(MoEKANConvNd):
+    """:class:`MoEKANConvNd` of :class:`KANConvNd` experts over (N, C, H, W) inputs."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple, **kwargs):
+        super().__init__(in_channels, out_channels, kernel_size, ndim=2, **kwargs)
+
+
+class MoEKANConv3d(MoEKANConvNd):
+    """:class:`MoEKANConvNd` of :class:`KANConvNd` experts over (N, C, D, H, W) inputs."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple, **kwargs):
+        super().__init__(in_channels, out_channels, kernel_size, ndim=3, **kwargs)
+
+
+class MoEBottleneckKANConvNd(nn.Module):
+    r"""A bottleneck KAN convolution whose basis convolution is a mixture of experts.
+
+    The 1×1 projections, the base branch and the norm are shared; only the basis convolution at the
+    inner width I is an expert (a bias-free, norm-free :class:`KANConvNd` holding its basis kernels and
+    basis parameters, e.g. the Gram β):
+
+    .. math::
+        z = W_{in} \ast x,\qquad
+        y = \sigma_{out}\Big(\mathrm{Norm}\big(W_{base} \star b(x)
+            + W_{out} \ast \textstyle\sum_{e \in \mathcal T} g_e\, \mathrm{expert}_e(z)\big)\Big)
+
+    with the routing and load-balancing loss of :class:`MoEKANConvNd`, gated on the spatial mean of z
+    (I·groups channels). The layout of :class:`~kanzoo.layers.BottleneckKANConvNd` (inner width
+    ``bottleneck_width``, groups, init) is kept.
+
+    Args:
+        Those of :class:`~kanzoo.layers.BottleneckKANConvNd`, plus ``num_experts``, ``top_k``,
+        ``noisy_gating`` and ``aux_loss_coef`` of :class:`MoEKANConvNd`.
+
+    Returns:
+        ``(y, aux_loss)``.
+
+    Attributes:
+        weight: base kernels (C_out, C_in/groups, *k); inner_weight: (groups·I, C_in/groups, 1, ..);
+        outer_weight: (C_out, I, 1, ..); moe: the :class:`MoEKANConvNd` over I·groups channels, whose
+        experts hold ``basis_weight`` (groups·I, I, F, *k) and the basis parameters.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrTuple,
+        stride: IntOrTuple = 1,
+        padding: IntOrTuple = 0,
+        dilation: IntOrTuple = 1,
+        groups: int = 1,
+        ndim: int = 2,
+        basis: BasisType = "gram",
+        dim_reduction: float = 4.0,
+        min_internal: int = 16,
+        base_act: LayerType = None,
+        norm_layer: LayerType = None,
+        norm_kwargs: Optional[dict] = None,
+        act_layer: LayerType = None,
+        dropout: float = 0.0,
+        num_experts: int = 8,
+        top_k: int = 2,
+        noisy_gating: bool = True,
+        aux_loss_coef: float = 0.01,
+        device=None,
+        dtype=None,
+        **basis_kwargs,
+    ):
+        super().__init__()
+        dd = dict(device=device, dtype=dtype)
+        self.ndim = check_ndim(ndim)
+        check_channels(in_channels, out_channels, groups)
+        if not dim_reduction > 0:
+            raise ValueError(f"dim_reduction must be > 0, got {dim_reduction!r}")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = to_ntuple(kernel_size, ndim, "kernel_size", 1)
+        self.stride = to_ntuple(stride, ndim, "stride", 1)
+        self.padding = to_ntuple(padding, ndim, "padding", 0)
+        self.dilation = to_ntuple(dilation, ndim, "dilation", 1)
+        cig, cog = in_channels // groups, out_channels // groups
+        self.inner_channels = inner = bottleneck_width(cig, cog, dim_reduction, min_internal)
+
+        basis_cls = get_basis_class(basis)
+        self.base_act = get_act_layer(base_act, basis_cls.default_base_act or "identity")()
+        norm = basis_cls.default_norm if norm_layer is None else norm_layer
+        self.norm = create_norm(norm, out_channels, ndim, **dd, **(norm_kwargs or {}))
+        act_cls = get_act_layer(act_layer, basis_cls.default_act)
+        self.act = act_cls(num_parameters=out_channels, **dd) if act_cls is nn.PReLU else act_cls()
+        self.dropout = _DROPOUT[ndim](check_probability(dropout)) if dropout > 0 else nn.Identity()
+
+        ones = (1,) * ndim
+        self.weight = nn.Parameter(torch.empty((out_channels, cig) + self.kernel_size, **dd))
+        self.inner_weight = nn.Parameter(torch.empty((inner * groups, cig) + ones, **dd))
+        self.outer_weight = nn.Parameter(torch.empty((out_channels, inner) + ones, **dd))
+        # experts: the grouped basis conv I·G -> I·G of BottleneckKANConvNd, one per expert
+        self.moe = MoEKANConvNd(
+            inner * groups, inner * groups, self.kernel_size, num_experts=num_experts, top_k=top_k,
+            noisy_gating=noisy_gating, aux_loss_coef=aux_loss_coef, expert_layer=KANConvNd,
+            stride=self.stride, padding=self.padding, dilation=self.dilation, groups=groups, ndim=ndim,
+            basis=basis, use_base=False, norm_layer="none", act_layer="identity", **dd, **basis_kwargs)
+        self.num_basis = self.moe.experts[0].num_basis
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        cig = self.in_channels // self.groups
+        for w, fan_in in ((self.weight, cig * math.prod(self.kernel_size)), (self.inner_weight, cig),
+                          (self.outer_weight, self.inner_channels)):
+            bound = math.sqrt(3.0 / fan_in)
+            nn.init.uniform_(w, -bound, bound)
+        self.moe.reset_parameters()
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        check_input(x, self.ndim, self.in_channels, "MoEBottleneckKANConvNd")
+        ones, zeros = [1] * self.ndim, [0] * self.ndim
+        base = conv_nd(self.base_act(x), self.weight, self.stride, self.padding, self.dilation, self.groups,
+                       self.ndim)
+        z = conv_nd(self.dropout(x), self.inner_weight, ones, zeros, ones, self.groups, self.ndim)
+        y, aux = self.moe(z)
+        y = conv_nd(y, self.outer_weight, ones, zeros, ones, self.groups, self.ndim)
+        return self.act(self.norm(y + base)), aux
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, "
+                f"inner_channels={self.inner_channels}")
+
+
+class MoEBottleneckKANConv1d(MoEBottleneckKANConvNd):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple, **kwargs):
+        super().__init__(in_channels, out_channels, kernel_size, ndim=1, **kwargs)
+
+
+class MoEBottleneckKANConv2d(MoEBottleneckKANConvNd):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple, **kwargs):
+        super().__init__(in_channels, out_channels, kernel_size, ndim=2, **kwargs)
+
+
+class MoEBottleneckKANConv3d(MoEBottleneckKANConvNd):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple, **kwargs):
+        super().__init__(in_channels, out_channels, kernel_size, ndim=3, **kwargs)
