@@ -50,8 +50,9 @@ def test_golden_case(name):
         y = model(t["input"].to(dt))
     torch.testing.assert_close(_first(y), t["output"].to(dt), atol=tol["atol"], rtol=tol["rtol"])
     if "aux_loss" in t:
+        # the load-balancing loss is small (1e-5..1e-2): compare it on its own scale, not the output's
         torch.testing.assert_close(y[1].to(dt).reshape(t["aux_loss"].shape), t["aux_loss"].to(dt),
-                                   atol=tol["atol"], rtol=tol["rtol"])
+                                   atol=1e-8, rtol=tol["rtol"])
     if "output_train" in t or "grad_input" in t:
         model = from_reference(case, state).to(dt).train()
         x = t["input"].to(dt).clone().requires_grad_(True)
@@ -75,3 +76,13 @@ def test_golden_case_float32(name):
     with torch.no_grad():
         y = _first(model(t["input"].float()))
     torch.testing.assert_close(y, t["output"].float(), atol=tol["atol"], rtol=tol["rtol"])
+
+
+@pytest.mark.parametrize("name", [n for n, c in CASES.items() if c["family"] == "VGG-KAGN-hub"])
+def test_hub_cases_need_the_zoo(name):
+    """The full-size published architectures are zoo models; their logits are checked with the zoo."""
+    try:
+        import kanzoo.models  # noqa: F401
+    except ImportError:
+        pytest.skip("the VGG-KAGN zoo models are not registered yet (zoo issue)")
+    pytest.fail("kanzoo.models exists: move this case to the zoo's golden-logit test")

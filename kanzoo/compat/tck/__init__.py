@@ -38,6 +38,7 @@ _FAMILY_PATTERNS = [
     (r"^ReLUKANConv\dDLayer$", "ReLUKAN"),
     (r"^BottleNeckKAGNConv\dDLayer$", "BottleNeckKAGN"),
     (r"^BottleNeckReLUKANConv\dDLayer$", "BottleNeckReLUKAN"),
+    (r"^WavKANConv\dDLayer$", "WavKAN"),
 ]
 
 # family -> builder(case, reader) -> (module, mapped state)
@@ -61,12 +62,14 @@ def family_of(case: Dict[str, Any]) -> str:
     raise ValueError(f"unknown torch-conv-kan class {case['ref_class']!r}; supported families: {sorted(_BUILDERS)}")
 
 
-def from_reference(case: Dict[str, Any], state_dict: Optional[Dict[str, torch.Tensor]] = None) -> nn.Module:
+def from_reference(case: Dict[str, Any], state_dict: Optional[Dict[str, torch.Tensor]] = None,
+                   dtype: Optional[torch.dtype] = None) -> nn.Module:
     """Builds the kanzoo equivalent of a torch-conv-kan layer and loads its reference-keyed state strictly.
 
     Args:
         case: ``{"ref_class", "ctor_args", "ctor_kwargs"}`` (plus optional ``family``).
         state_dict: the reference ``state_dict()``; None returns the freshly initialised kanzoo module.
+        dtype: floating dtype of the module, set before loading (so float64 weights stay float64).
 
     Returns:
         The kanzoo module (in train mode, like a fresh ``nn.Module``).
@@ -76,6 +79,8 @@ def from_reference(case: Dict[str, Any], state_dict: Optional[Dict[str, torch.Te
         raise ValueError(f"torch-conv-kan family {fam!r} ({case.get('ref_class')}) is not supported; "
                          f"supported: {sorted(_BUILDERS)}")
     module, mapper = _BUILDERS[fam](case)
+    if dtype is not None:
+        module = module.to(dtype)
     if state_dict is not None:
         reader = StateReader(dict(state_dict))
         mapped = mapper(reader)
@@ -102,3 +107,56 @@ def _build_bottleneck(case):
     fam = family_of(case)
     layer = _conv.build_bottleneck(case, fam)
     return layer, lambda reader: _conv.convert_bottleneck_state(reader, layer, fam)
+
+
+from . import wavelet as _wavelet  # noqa: E402
+
+
+@register_family("WavKAN")
+def _build_wavkan(case):
+    layer = _wavelet.build(case)
+    version = case.get("ctor_kwargs", {}).get("wav_version", "fast")
+    return layer, lambda reader: _wavelet.convert(reader, layer, wav_version=version)
+
+
+from . import linear as _linear  # noqa: E402
+
+_FAMILY_PATTERNS.extend((rf"^{re.escape(c)}$", f)
+                         for c, f in {**_linear.NETWORK_CLASSES, **_linear.LAYER_CLASSES}.items())
+
+
+@register_family(*_linear.LINEAR_FAMILIES)
+def _build_linear(case):
+    fam = family_of(case)
+    model = _linear.build_linear(case, fam)
+    return model, lambda reader: _linear.convert_linear_state(reader, model, fam)
+
+
+from . import moe as _moe  # noqa: E402
+
+_FAMILY_PATTERNS.extend(_moe.MOE_FAMILY_PATTERNS)
+
+
+@register_family(*_moe.MOE_FAMILIES)
+def _build_moe(case):
+    return _moe.build_moe(case, family_of(case))
+
+
+@register_family(_moe.MOE_BOTTLENECK_FAMILY)
+def _build_moe_bottleneck(case):
+    return _moe.build_moe_bottleneck(case)
+
+
+from . import attention as _attention  # noqa: E402
+
+_FAMILY_PATTERNS.extend(_attention.FAMILY_PATTERNS)
+
+
+@register_family("SelfKANtention")
+def _build_attention(case):
+    return _attention.build_attention(case)
+
+
+@register_family("FocalModulation")
+def _build_focal(case):
+    return _attention.build_focal(case)
