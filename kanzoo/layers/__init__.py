@@ -6,3 +6,13 @@ from .bases import (
 from .bottleneck import BottleneckKANConv1d, BottleneckKANConv2d, BottleneckKANConv3d, BottleneckKANConvNd
 from .conv import KANConv1d, KANConv2d, KANConv3d, KANConvNd
 from .create import create_norm, get_act_layer
+from .linear import BottleneckKANLinear, KANLinear, WaveletKANLinear
+from .wavelet_conv import WaveletKANConv1d, WaveletKANConv2d, WaveletKANConv3d, WaveletKANConvNd
+from .attention import (
+    KANFocalModulation, KANFocalModulation1d, KANFocalModulation2d, KANFocalModulation3d, KANSelfAttention,
+    KANSelfAttention1d, KANSelfAttention2d, KANSelfAttention3d, MixedRoPE,
+)
+from .moe import (
+    MoEBottleneckKANConv1d, MoEBottleneckKANConv2d, MoEBottleneckKANConv3d, MoEBottleneckKANConvNd, MoEKANConv1d,
+    MoEKANConv2d, MoEKANConv3d, MoEKANConvNd,
+)
