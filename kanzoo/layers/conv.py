@@ -3,7 +3,7 @@ Principles and Empirical Studies", arXiv 2407.01092)."""
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -16,8 +16,8 @@ from .create import LayerType, create_norm, get_act_layer
 _DROPOUT = {1: nn.Dropout1d, 2: nn.Dropout2d, 3: nn.Dropout3d}
 
 
-def conv_nd(x: torch.Tensor, weight: torch.Tensor, stride: Sequence[int], padding: Sequence[int],
-            dilation: Sequence[int], groups: int, ndim: int) -> torch.Tensor:
+def conv_nd(x: torch.Tensor, weight: torch.Tensor, stride: List[int], padding: List[int],
+            dilation: List[int], groups: int, ndim: int) -> torch.Tensor:
     """``F.conv{ndim}d`` without bias."""
     if ndim == 1:
         return F.conv1d(x, weight, None, stride, padding, dilation, groups)
@@ -129,12 +129,12 @@ class KANConvNd(nn.Module):
         self.basis = create_basis(basis_cls, in_channels, **dd, **basis_kwargs)
         self.num_basis = self.basis.num_basis
         self.use_base = basis_cls.default_use_base if use_base is None else bool(use_base)
-        self.base_act = get_act_layer(base_act, basis_cls.default_base_act)()
+        self.base_act = get_act_layer(base_act, basis_cls.default_base_act, name="base_act")()
         norm = basis_cls.default_norm if norm_layer is None else norm_layer
         self.norm = create_norm(norm, out_channels, ndim, **dd, **(norm_kwargs or {}))
         act_cls = get_act_layer(act_layer, basis_cls.default_act)
         self.act = act_cls(num_parameters=out_channels, **dd) if act_cls is nn.PReLU else act_cls()
-        self.basis_norm = (create_norm(basis_norm, in_channels, ndim, **dd) if basis_norm is not None
+        self.basis_norm = (create_norm(basis_norm, in_channels, ndim, name="basis_norm", **dd) if basis_norm is not None
                            else nn.Identity())
         self.dropout = _DROPOUT[ndim](check_probability(dropout)) if dropout > 0 else nn.Identity()
 

@@ -49,7 +49,7 @@ def _unknown(kind: str, value, choices) -> ValueError:
     )
 
 
-def get_act_layer(act: LayerType, default: Optional[str] = None) -> Callable[..., nn.Module]:
+def get_act_layer(act: LayerType, default: Optional[str] = None, name: str = "act_layer") -> Callable[..., nn.Module]:
     """Returns an activation class for a name ('silu', 'gelu', 'prelu', 'identity', ...).
 
     ``None`` gives ``default`` (or identity when there is no default).
@@ -59,11 +59,11 @@ def get_act_layer(act: LayerType, default: Optional[str] = None) -> Callable[...
     if isinstance(act, str):
         key = act.lower()
         if key not in _ACTS:
-            raise _unknown("activation", act, _ACTS)
+            raise _unknown(f"{name} activation", act, _ACTS)
         return _ACTS[key]
     if callable(act):
         return act
-    raise TypeError(f"act_layer must be a name or an nn.Module class, got {type(act).__name__}")
+    raise TypeError(f"{name} must be a name or an nn.Module class, got {type(act).__name__}")
 
 
 def act_name(act: LayerType) -> Optional[str]:
@@ -82,6 +82,7 @@ def create_norm(
     ndim: int,
     device=None,
     dtype=None,
+    name: str = "norm_layer",
     **kwargs,
 ) -> nn.Module:
     """Builds the norm that follows a KAN conv (``ndim`` 1-3) or KAN linear (``ndim`` 0).
@@ -105,7 +106,7 @@ def create_norm(
         if ndim == 0:
             if key == "batch":
                 return nn.BatchNorm1d(num_features, **kwargs, **dd)
-            raise ValueError(f"norm_layer={norm!r} needs spatial dims; for a KAN linear layer use 'layer' or 'batch'")
+            raise ValueError(f"{name}={norm!r} needs spatial dims; for a KAN linear layer use 'layer' or 'batch'")
         return _CONV_NORMS[key][ndim](num_features, **kwargs, **dd)
     if key == "group":
         kwargs.setdefault("num_groups", 1)
@@ -114,7 +115,7 @@ def create_norm(
         if ndim == 0:
             return nn.LayerNorm(num_features, **kwargs, **dd)
         return ChannelLayerNorm(num_features, **kwargs, **dd)
-    raise _unknown("norm_layer", norm, list(_CONV_NORMS) + ["group", "layer", "none"])
+    raise _unknown(name, norm, list(_CONV_NORMS) + ["group", "layer", "none"])
 
 
 class ChannelLayerNorm(nn.LayerNorm):

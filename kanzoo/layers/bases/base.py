@@ -1,5 +1,4 @@
 """The basis interface that every KAN layer in kanzoo is built on."""
-from __future__ import annotations
 
 from typing import List, Optional
 

@@ -62,14 +62,15 @@ class GramBasis(Basis):
 
     def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
         t = torch.tanh(x)
-        p0 = torch.ones_like(t)
-        parts = [self.act(p0)]
+        # P_0 = 1, so σ(P_0) is one constant broadcast over the input
+        parts = [self.act(t.new_ones(())).expand_as(t)]
         if self.degree >= 1:
-            p1 = t
-            parts.append(self.act(p1))
+            parts.append(self.act(t))
             beta = self.beta_weights
+            p0 = t.new_ones(())
+            p1 = t
             for i in range(2, self.degree + 1):
-                p2 = t * p1 - (self.coefficients[i] * beta[i - 1]) * p0
+                p2 = torch.addcmul(p0 * (-self.coefficients[i] * beta[i - 1]), t, p1)
                 parts.append(self.act(p2))
                 p0, p1 = p1, p2
         return stack_basis(parts, prefix)

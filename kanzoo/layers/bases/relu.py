@@ -36,7 +36,9 @@ class ReLUBasis(Basis):
         self.g, self.k = g, k
         self.num_basis = g + k
         self.r = 4.0 * g * g / ((k + 1.0) * (k + 1.0))
-        low = torch.arange(-k, g, dtype=torch.float32, device=device) / g
+        # phases computed in float64, then rounded once to the layer's dtype (float64 layers get exact values)
+        dtype = dtype if dtype is not None else torch.get_default_dtype()
+        low = torch.arange(-k, g, dtype=torch.float64, device=device) / g
         high = low + (k + 1) / g
         low = low.expand(num_channels, -1).clone().to(dtype)
         high = high.expand(num_channels, -1).clone().to(dtype)

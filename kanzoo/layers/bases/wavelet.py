@@ -36,7 +36,8 @@ def wavelet(u: torch.Tensor, name: str) -> torch.Tensor:
     """
     if name == "mexican_hat":
         u2 = u * u
-        return _MEXICAN_HAT_C * (u2 - 1.0) * torch.exp(-0.5 * u2)
+        # the constant is spelled out (not _MEXICAN_HAT_C): TorchScript cannot read module-level floats
+        return 2.0 / (math.sqrt(3.0) * math.pi ** 0.25) * (u2 - 1.0) * torch.exp(-0.5 * u2)
     if name == "morlet":
         return torch.exp(-0.5 * u * u) * torch.cos(5.0 * u)
     if name == "dog":
@@ -48,7 +49,9 @@ def wavelet(u: torch.Tensor, name: str) -> torch.Tensor:
         return torch.sin(math.pi * v) * a
     if name == "shannon":
         return torch.sinc(u / math.pi)
-    raise ValueError(f"unknown wavelet_type {name!r}; choose one of {list(WAVELETS)}")
+    # no f-string: this function is compiled by torch.jit.script through WaveletBasis.forward
+    raise ValueError("unknown wavelet_type '" + name + "'; choose one of "
+                     "['mexican_hat', 'morlet', 'dog', 'meyer', 'shannon']")
 
 
 class WaveletBasis(Basis):
