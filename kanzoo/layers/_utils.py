@@ -46,3 +46,17 @@ def check_probability(p: float, name: str = "dropout") -> float:
     if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= p < 1.0:
         raise ValueError(f"{name} must be a probability in [0, 1), got {p!r}")
     return float(p)
+
+
+_SHAPES = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
+
+
+def fixed_ndim(base: type, ndim: int, name: str) -> type:
+    """A subclass of an N-d layer ``base`` (``__init__(in_channels, out_channels, kernel_size, ..., ndim)``)
+    with ``ndim`` fixed: ``KANConv2d = fixed_ndim(KANConvNd, 2, "KANConv2d")``."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, **kwargs):
+        base.__init__(self, in_channels, out_channels, kernel_size, ndim=ndim, **kwargs)
+
+    doc = f":class:`{base.__name__}` over {_SHAPES[ndim]} inputs."
+    return type(name, (base,), {"__init__": __init__, "__doc__": doc, "__module__": base.__module__})

@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ._utils import IntOrTuple, check_channels, check_ndim, check_probability, to_ntuple
+from ._utils import IntOrTuple, fixed_ndim, check_channels, check_ndim, check_probability, to_ntuple
 from .bases import BasisType, create_basis, get_basis_class
 from .conv import _DROPOUT, check_input, conv_nd
 from .create import LayerType, create_norm, get_act_layer
@@ -126,16 +126,6 @@ class BottleneckKANConvNd(nn.Module):
                 f"inner_channels={self.inner_channels}")
 
 
-class BottleneckKANConv1d(BottleneckKANConvNd):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple, **kwargs):
-        super().__init__(in_channels, out_channels, kernel_size, ndim=1, **kwargs)
-
-
-class BottleneckKANConv2d(BottleneckKANConvNd):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple, **kwargs):
-        super().__init__(in_channels, out_channels, kernel_size, ndim=2, **kwargs)
-
-
-class BottleneckKANConv3d(BottleneckKANConvNd):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple, **kwargs):
-        super().__init__(in_channels, out_channels, kernel_size, ndim=3, **kwargs)
+BottleneckKANConv1d = fixed_ndim(BottleneckKANConvNd, 1, "BottleneckKANConv1d")
+BottleneckKANConv2d = fixed_ndim(BottleneckKANConvNd, 2, "BottleneckKANConv2d")
+BottleneckKANConv3d = fixed_ndim(BottleneckKANConvNd, 3, "BottleneckKANConv3d")

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._utils import IntOrTuple, check_channels, check_ndim, check_probability, to_ntuple
+from ._utils import IntOrTuple, fixed_ndim, check_channels, check_ndim, check_probability, to_ntuple
 from .bases import BasisType, create_basis, get_basis_class
 from .create import LayerType, create_norm, get_act_layer
 
@@ -184,22 +184,6 @@ class KANConvNd(nn.Module):
         return s
 
 
-class KANConv1d(KANConvNd):
-    """:class:`KANConvNd` over (N, C, L) inputs."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple, **kwargs):
-        super().__init__(in_channels, out_channels, kernel_size, ndim=1, **kwargs)
-
-
-class KANConv2d(KANConvNd):
-    """:class:`KANConvNd` over (N, C, H, W) inputs."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple, **kwargs):
-        super().__init__(in_channels, out_channels, kernel_size, ndim=2, **kwargs)
-
-
-class KANConv3d(KANConvNd):
-    """:class:`KANConvNd` over (N, C, D, H, W) inputs."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple, **kwargs):
-        super().__init__(in_channels, out_channels, kernel_size, ndim=3, **kwargs)
+KANConv1d = fixed_ndim(KANConvNd, 1, "KANConv1d")
+KANConv2d = fixed_ndim(KANConvNd, 2, "KANConv2d")
+KANConv3d = fixed_ndim(KANConvNd, 3, "KANConv3d")

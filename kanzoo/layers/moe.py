@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._utils import IntOrTuple, check_channels, check_ndim, check_probability, to_ntuple
+from ._utils import IntOrTuple, fixed_ndim, check_channels, check_ndim, check_probability, to_ntuple
 from .bases import BasisType, get_basis_class
 from .bottleneck import bottleneck_width
 from .conv import _DROPOUT, KANConvNd, check_input, conv_nd
@@ -226,25 +226,10 @@ class MoEKANConvNd(nn.Module):
                 f"aux_loss_coef={self.aux_loss_coef}")
 
 
-class MoEKANConv1d(MoEKANConvNd):
-    """:class:`MoEKANConvNd` of :class:`KANConvNd` experts over (N, C, L) inputs."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple, **kwargs):
-        super().__init__(in_channels, out_channels, kernel_size, ndim=1, **kwargs)
-
-
-class MoEKANConv2d(MoEKANConvNd):
-    """:class:`MoEKANConvNd` of :class:`KANConvNd` experts over (N, C, H, W) inputs."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple, **kwargs):
-        super().__init__(in_channels, out_channels, kernel_size, ndim=2, **kwargs)
-
-
-class MoEKANConv3d(MoEKANConvNd):
-    """:class:`MoEKANConvNd` of :class:`KANConvNd` experts over (N, C, D, H, W) inputs."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple, **kwargs):
-        super().__init__(in_channels, out_channels, kernel_size, ndim=3, **kwargs)
+MoEKANConv1d = fixed_ndim(MoEKANConvNd, 1, "MoEKANConv1d")
+MoEKANConv2d = fixed_ndim(MoEKANConvNd, 2, "MoEKANConv2d")
+MoEKANConv3d = fixed_ndim(MoEKANConvNd, 3, "MoEKANConv3d")
 
 
 class MoEBottleneckKANConvNd(nn.Module):
@@ -361,16 +346,7 @@ class MoEBottleneckKANConvNd(nn.Module):
                 f"inner_channels={self.inner_channels}")
 
 
-class MoEBottleneckKANConv1d(MoEBottleneckKANConvNd):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple, **kwargs):
-        super().__init__(in_channels, out_channels, kernel_size, ndim=1, **kwargs)
 
-
-class MoEBottleneckKANConv2d(MoEBottleneckKANConvNd):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple, **kwargs):
-        super().__init__(in_channels, out_channels, kernel_size, ndim=2, **kwargs)
-
-
-class MoEBottleneckKANConv3d(MoEBottleneckKANConvNd):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple, **kwargs):
-        super().__init__(in_channels, out_channels, kernel_size, ndim=3, **kwargs)
+MoEBottleneckKANConv1d = fixed_ndim(MoEBottleneckKANConvNd, 1, "MoEBottleneckKANConv1d")
+MoEBottleneckKANConv2d = fixed_ndim(MoEBottleneckKANConvNd, 2, "MoEBottleneckKANConv2d")
+MoEBottleneckKANConv3d = fixed_ndim(MoEBottleneckKANConvNd, 3, "MoEBottleneckKANConv3d")

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ._utils import IntOrTuple, check_channels, check_ndim, check_probability, to_ntuple
+from ._utils import IntOrTuple, fixed_ndim, check_channels, check_ndim, check_probability, to_ntuple
 from .bases.wavelet import check_wavelet, wavelet
 from .conv import _DROPOUT, check_input
 from .create import LayerType, create_norm, get_act_layer
@@ -357,22 +357,7 @@ class WaveletKANConvNd(nn.Module):
         return s
 
 
-class WaveletKANConv1d(WaveletKANConvNd):
-    """:class:`WaveletKANConvNd` over (N, C, L) inputs."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple, **kwargs):
-        super().__init__(in_channels, out_channels, kernel_size, ndim=1, **kwargs)
-
-
-class WaveletKANConv2d(WaveletKANConvNd):
-    """:class:`WaveletKANConvNd` over (N, C, H, W) inputs."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple, **kwargs):
-        super().__init__(in_channels, out_channels, kernel_size, ndim=2, **kwargs)
-
-
-class WaveletKANConv3d(WaveletKANConvNd):
-    """:class:`WaveletKANConvNd` over (N, C, D, H, W) inputs."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple, **kwargs):
-        super().__init__(in_channels, out_channels, kernel_size, ndim=3, **kwargs)
+WaveletKANConv1d = fixed_ndim(WaveletKANConvNd, 1, "WaveletKANConv1d")
+WaveletKANConv2d = fixed_ndim(WaveletKANConvNd, 2, "WaveletKANConv2d")
+WaveletKANConv3d = fixed_ndim(WaveletKANConvNd, 3, "WaveletKANConv3d")
