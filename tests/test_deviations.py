@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from kanzoo.compat.tck import from_reference
 from kanzoo.layers import KANConvNd, KANLinear

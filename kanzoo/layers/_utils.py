@@ -48,6 +48,19 @@ def check_probability(p: float, name: str = "dropout") -> float:
     return float(p)
 
 
+def init_conv_geometry(module, in_channels: int, out_channels: int, kernel_size: IntOrTuple, stride: IntOrTuple,
+                       padding: IntOrTuple, dilation: IntOrTuple, groups: int, ndim: int) -> None:
+    """Checks a conv layer's geometry and stores it on ``module`` (ndim, channels, groups, kernel_size,
+    stride, padding, dilation as ndim-tuples)."""
+    module.ndim = check_ndim(ndim)
+    check_channels(in_channels, out_channels, groups)
+    module.in_channels, module.out_channels, module.groups = in_channels, out_channels, groups
+    module.kernel_size = to_ntuple(kernel_size, ndim, "kernel_size", 1)
+    module.stride = to_ntuple(stride, ndim, "stride", 1)
+    module.padding = to_ntuple(padding, ndim, "padding", 0)
+    module.dilation = to_ntuple(dilation, ndim, "dilation", 1)
+
+
 _SHAPES = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
 
 

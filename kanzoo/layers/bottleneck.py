@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ._utils import IntOrTuple, fixed_ndim, check_channels, check_ndim, check_probability, to_ntuple
+from ._utils import IntOrTuple, check_probability, fixed_ndim, init_conv_geometry
 from .bases import BasisType, create_basis, get_basis_class
 from .conv import _DROPOUT, check_input, conv_nd
 from .create import LayerType, create_norm, get_act_layer
@@ -67,15 +67,9 @@ class BottleneckKANConvNd(nn.Module):
     ):
         super().__init__()
         dd = dict(device=device, dtype=dtype)
-        self.ndim = check_ndim(ndim)
-        check_channels(in_channels, out_channels, groups)
+        init_conv_geometry(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, ndim)
         if not dim_reduction > 0:
             raise ValueError(f"dim_reduction must be > 0, got {dim_reduction!r}")
-        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size = to_ntuple(kernel_size, ndim, "kernel_size", 1)
-        self.stride = to_ntuple(stride, ndim, "stride", 1)
-        self.padding = to_ntuple(padding, ndim, "padding", 0)
-        self.dilation = to_ntuple(dilation, ndim, "dilation", 1)
         cig, cog = in_channels // groups, out_channels // groups
         self.inner_channels = bottleneck_width(cig, cog, dim_reduction, min_internal)
         inner = self.inner_channels

@@ -3,13 +3,13 @@ Principles and Empirical Studies", arXiv 2407.01092)."""
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._utils import IntOrTuple, fixed_ndim, check_channels, check_ndim, check_probability, to_ntuple
+from ._utils import IntOrTuple, check_probability, fixed_ndim, init_conv_geometry
 from .bases import BasisType, create_basis, get_basis_class
 from .create import LayerType, create_norm, get_act_layer
 
@@ -112,13 +112,7 @@ class KANConvNd(nn.Module):
     ):
         super().__init__()
         dd = dict(device=device, dtype=dtype)
-        self.ndim = check_ndim(ndim)
-        check_channels(in_channels, out_channels, groups)
-        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size = to_ntuple(kernel_size, ndim, "kernel_size", 1)
-        self.stride = to_ntuple(stride, ndim, "stride", 1)
-        self.padding = to_ntuple(padding, ndim, "padding", 0)
-        self.dilation = to_ntuple(dilation, ndim, "dilation", 1)
+        init_conv_geometry(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, ndim)
         if basis_layout not in ("channel", "degree_global"):
             raise ValueError(f"basis_layout must be 'channel' or 'degree_global', got {basis_layout!r}")
         self.basis_layout = basis_layout

@@ -5,7 +5,6 @@ Layer choices are taken as strings (``norm_layer='batch'``) so that model argume
 """
 from __future__ import annotations
 
-from functools import partial
 from typing import Callable, Optional, Union
 
 import torch

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ._utils import IntOrTuple, fixed_ndim, check_channels, check_ndim, check_probability, to_ntuple
+from ._utils import IntOrTuple, check_probability, fixed_ndim, init_conv_geometry
 from .bases.wavelet import check_wavelet, wavelet
 from .conv import _DROPOUT, check_input
 from .create import LayerType, create_norm, get_act_layer
@@ -252,13 +252,7 @@ class WaveletKANConvNd(nn.Module):
     ):
         super().__init__()
         dd = dict(device=device, dtype=dtype)
-        self.ndim = check_ndim(ndim)
-        check_channels(in_channels, out_channels, groups)
-        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size = to_ntuple(kernel_size, ndim, "kernel_size", 1)
-        self.stride = to_ntuple(stride, ndim, "stride", 1)
-        self.padding = to_ntuple(padding, ndim, "padding", 0)
-        self.dilation = to_ntuple(dilation, ndim, "dilation", 1)
+        init_conv_geometry(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, ndim)
         self.wavelet_type = check_wavelet(wavelet_type)
         self._chunk: int = 0
         self.chunk_size = chunk_size
