@@ -1,0 +1,141 @@
+"""Shared pieces of kanzoo's classification models: the timm model API, configs and stem adaptation."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers import ClassifierHead
+from torch import nn
+
+#: the KAN basis behind each name tag used in model names (``vgg_kagn11``: Gram basis)
+BASIS_TAGS = {
+    "kagn": "gram",
+    "kaln": "legendre",
+    "kacn": "chebyshev",
+    "kajn": "jacobi",
+    "kabn": "bernstein",
+    "kan": "bspline",
+    "fastkan": "rbf",
+    "wavkan": "wavelet",
+    "relukan": "relu",
+}
+POLYNOMIAL_BASES = ("gram", "legendre", "chebyshev", "jacobi", "bernstein")
+
+PAPER_TCK = "arXiv:2407.01092"
+
+
+def default_basis_kwargs(basis: str, degree: int = 3) -> Dict[str, Any]:
+    """The basis settings kanzoo's zoo models use unless ``basis_kwargs`` says otherwise."""
+    return {"degree": degree} if basis in POLYNOMIAL_BASES else {}
+
+
+def _cfg(url: str = "", **kwargs) -> Dict[str, Any]:
+    """A timm pretrained cfg with kanzoo's defaults (ImageNet-1k, 224², bilinear, crop 0.875)."""
+    return {
+        "url": url,
+        "num_classes": 1000,
+        "input_size": (3, 224, 224),
+        "pool_size": (7, 7),
+        "crop_pct": 0.875,
+        "interpolation": "bilinear",
+        "mean": IMAGENET_DEFAULT_MEAN,
+        "std": IMAGENET_DEFAULT_STD,
+        "first_conv": "stem",
+        "classifier": "head.fc",
+        "license": "apache-2.0",
+        **kwargs,
+    }
+
+
+class KANClassifier(nn.Module):
+    """Base of kanzoo's CNN classifiers: the head API that timm's tools and tests expect.
+
+    Subclasses build ``self.head`` with :meth:`_init_head` and implement ``forward_features`` (unpooled
+    features, ``num_features`` channels). ``forward_head`` pools, drops out and classifies;
+    ``reset_classifier(0)`` gives pooled features.
+    """
+
+    num_classes: int
+    num_features: int
+    head_hidden_size: int
+    grad_checkpointing: bool = False
+
+    def _init_head(self, num_features: int, num_classes: int, global_pool: str, drop_rate: float,
+                   device=None, dtype=None) -> None:
+        self.num_classes = num_classes
+        self.num_features = self.head_hidden_size = num_features
+        self.drop_rate = drop_rate
+        self.head = ClassifierHead(num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate,
+                                   device=device, dtype=dtype)
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        """Replaces the classifier (``num_classes=0``: pooled features); keeps device, dtype and train mode."""
+        self.num_classes = num_classes
+        w = self.head.fc.weight if isinstance(self.head.fc, nn.Linear) else next(self.parameters())
+        self.head.reset(num_classes, pool_type=global_pool, device=w.device, dtype=w.dtype)
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return self.head(x, pre_logits=pre_logits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def adapt_kan_stem(state_dict: Dict[str, torch.Tensor], key_prefix: str, in_chans: int) -> None:
+    """Adapts a KAN stem's weights (``weight`` and ``basis_weight``, input channels on dim 1) to ``in_chans``.
+
+    Same rule as timm's ``adapt_input_conv``: sum for one channel, otherwise repeat and rescale.
+    Works in place on ``state_dict``; keys that are absent are left alone.
+    """
+    for name in ("weight", "basis_weight"):
+        key = f"{key_prefix}.{name}"
+        if key not in state_dict:
+            continue
+        w = state_dict[key]
+        c = w.shape[1]
+        if c == in_chans:
+            continue
+        if in_chans == 1:
+            w = w.sum(dim=1, keepdim=True)
+        else:
+            reps = -(-in_chans // c)
+            w = w.repeat([1, reps] + [1] * (w.dim() - 2))[:, :in_chans]
+            w = w * (c / float(in_chans))
+        state_dict[key] = w
+
+
+def feature_levels(feature_info: List[Dict[str, Any]]) -> List[int]:
+    return list(range(len(feature_info)))
+
+
+def register_variants(module_globals: Dict[str, Any], variants: Dict[str, Dict[str, Any]], create_fn,
+                      doc: str) -> None:
+    """Registers one timm entrypoint per entry of a config table.
+
+    ``variants`` maps a model name to the keyword arguments that define it; each entrypoint calls
+    ``create_fn(name, pretrained, **dict(variant_args, **kwargs))`` and is documented with ``doc``
+    formatted with the name and its arguments. Call it after ``default_cfgs`` is defined (timm reads
+    the cfgs when a model is registered).
+    """
+    from timm.models import register_model
+
+    for name, model_args in variants.items():
+        def entrypoint(pretrained: bool = False, _name=name, _args=model_args, **kwargs):
+            return create_fn(_name, pretrained, **dict(_args, **kwargs))
+
+        entrypoint.__name__ = entrypoint.__qualname__ = name
+        entrypoint.__module__ = module_globals["__name__"]
+        entrypoint.__doc__ = doc.format(name=name, args=", ".join(f"{k}={v!r}" for k, v in model_args.items()))
+        module_globals[name] = register_model(entrypoint)

@@ -1,0 +1,78 @@
+"""``kanzoo.create_model`` and the listing functions, on top of timm's registry."""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from typing import Any, List, Optional, Union
+
+import timm
+from timm.models import get_pretrained_cfg, is_model, split_model_name_tag
+from timm.models._registry import _model_has_pretrained, _model_to_module, get_arch_pretrained_cfgs
+
+#: python modules whose registered models are kanzoo's
+_KANZOO_MODULE_PREFIX = "kanzoo.models."
+
+
+class UnknownModelError(RuntimeError, ValueError):
+    """An unknown model name or tag. A RuntimeError like timm's, and a ValueError for kanzoo's callers."""
+
+
+def _is_kanzoo(name: str) -> bool:
+    entry = timm.models._registry._model_entrypoints.get(name)
+    return entry is not None and getattr(entry, "__module__", "").startswith(_KANZOO_MODULE_PREFIX)
+
+
+def list_models(pattern: Union[str, List[str]] = "*", pretrained: bool = False) -> List[str]:
+    """kanzoo's registered architectures matching ``pattern`` (fnmatch globs); ``pretrained=True`` lists
+    only those with weights, as ``name.tag`` entries."""
+    names = [n for n in timm.list_models(pretrained=pretrained) if _is_kanzoo(split_model_name_tag(n)[0])]
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    return sorted(n for n in names if any(fnmatch.fnmatch(n, p) for p in patterns))
+
+
+def list_pretrained(pattern: Union[str, List[str]] = "*") -> List[str]:
+    """``name.tag`` entries of kanzoo models that have weights."""
+    return list_models(pattern, pretrained=True)
+
+
+def _suggest(name: str) -> str:
+    close = difflib.get_close_matches(name, list_models(), n=5, cutoff=0.5)
+    if not close:
+        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+    return f"; closest registered names: {', '.join(close)}" if close else ""
+
+
+def create_model(model_name: str, pretrained: bool = False, **kwargs: Any):
+    """Builds a kanzoo (or any timm) model by name, like ``timm.create_model``.
+
+    ``model_name`` may carry a pretrained tag (``'vgg_kagn11_v4.tck_in1k'``) or be ``'hf-hub:org/repo'``.
+    Keyword arguments go to the model (``num_classes``, ``in_chans``, ``drop_rate``, ``features_only``...)
+    and to timm's factory (``pretrained_cfg_overlay=dict(file=...)``, ``checkpoint_path``...).
+    """
+    if not isinstance(model_name, str) or not model_name:
+        raise UnknownModelError(f"model_name must be a non-empty string, got {model_name!r}")
+    if ":" not in model_name:
+        arch, tag = split_model_name_tag(model_name)
+        if not is_model(arch):
+            raise UnknownModelError(f"unknown model {arch!r}{_suggest(arch)}. `kanzoo list` shows all models")
+        tags = [c.split(".", 1)[1] for c in get_arch_pretrained_cfgs(arch) if "." in c] if tag else []
+        if tag and tag not in tags:
+            raise UnknownModelError(f"unknown pretrained tag {tag!r} for {arch!r}; its tags are {tags}")
+        if pretrained:
+            cfg = get_pretrained_cfg(model_name)
+            has_weights = cfg is not None and cfg.has_weights
+            if not has_weights and not (kwargs.get("pretrained_cfg_overlay") or kwargs.get("pretrained_cfg")):
+                with_weights = [n for n in list_models(f"{arch}.*", pretrained=True)]
+                hint = (f"tags with weights: {with_weights}" if with_weights else
+                        f"no {arch} tag has weights; models that do: {list_pretrained()[:10]}")
+                raise RuntimeError(f"{model_name!r} has no pretrained weights; {hint}. Use pretrained=False, or "
+                                   f"give a file with pretrained_cfg_overlay=dict(file=...)")
+    return timm.create_model(model_name, pretrained=pretrained, **kwargs)
+
+
+def model_module(name: str) -> Optional[str]:
+    return _model_to_module.get(split_model_name_tag(name)[0])
+
+
+def has_pretrained(name: str) -> bool:
+    return split_model_name_tag(name)[0] in _model_has_pretrained
