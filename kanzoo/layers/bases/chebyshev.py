@@ -2,14 +2,15 @@
 (SS et al., arXiv 2405.07200) as used in torch-conv-kan."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Tuple
 
 import torch
 
-from .base import Basis, check_degree, stack_basis
+from .base import check_degree
+from .recurrence import ThreeTermBasis
 
 
-class ChebyshevBasis(Basis):
+class ChebyshevBasis(ThreeTermBasis):
     r"""Chebyshev polynomials of the first kind of :math:`t = \tanh(x)`.
 
     .. math:: T_0 = 1,\quad T_1 = t,\quad T_{d+1} = 2t\,T_d - T_{d-1}\qquad (= \cos(d \arccos t))
@@ -29,20 +30,15 @@ class ChebyshevBasis(Basis):
         super().__init__()
         self.degree = check_degree(degree)
         self.num_basis = degree + 1
+        self.a = ([1.0, 1.0] + [2.0] * (degree - 1))[: degree + 1]
+        self.b = [0.0] * (degree + 1)
+        self.c = ([0.0, 0.0] + [1.0] * (degree - 1))[: degree + 1]
 
-    def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
-        t = torch.tanh(x)
-        p0 = torch.ones_like(t)
-        parts = [p0]
-        if self.degree >= 1:
-            p1 = t
-            parts.append(p1)
-            t2 = 2.0 * t
-            for _ in range(2, self.degree + 1):
-                p2 = t2 * p1 - p0
-                parts.append(p2)
-                p0, p1 = p1, p2
-        return stack_basis(parts, prefix)
+    def squash(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x)
+
+    def recurrence(self, t: torch.Tensor) -> Tuple[List[float], List[float], torch.Tensor]:
+        return self.a, self.b, torch.tensor(self.c, dtype=t.dtype, device=t.device)
 
     def extra_repr(self) -> str:
         return f"degree={self.degree}"

@@ -2,13 +2,14 @@
 Studies" (Drokin, arXiv 2407.01092)."""
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Tuple
 
 import torch
 from torch import nn
 
 from ..create import LayerType, get_act_layer
-from .base import Basis, check_degree, stack_basis
+from .base import check_degree
+from .recurrence import ThreeTermBasis
 
 
 def gram_coefficients(degree: int) -> List[float]:
@@ -23,7 +24,7 @@ def gram_coefficients(degree: int) -> List[float]:
     return out[: degree + 1]
 
 
-class GramBasis(Basis):
+class GramBasis(ThreeTermBasis):
     r"""Learnable Gram polynomials of :math:`t = \tanh(x)`, passed through an activation.
 
     .. math::
@@ -39,7 +40,7 @@ class GramBasis(Basis):
         act_layer: activation applied to every basis function.
 
     Attributes:
-        beta_weights: (D+1,) recurrence weights, initialised N(0, 1/(D+1)²·init_scale).
+        beta_weights: (D+1,) recurrence weights, initialised N(0, 1/(fan_in·(D+1))²).
     """
 
     def __init__(
@@ -54,26 +55,22 @@ class GramBasis(Basis):
         self.num_basis = degree + 1
         self.act = get_act_layer(act_layer)()
         self.coefficients = gram_coefficients(degree)
+        self.a = [1.0] * (degree + 1)
+        self.b = [0.0] * (degree + 1)
         self.beta_weights = nn.Parameter(torch.empty(degree + 1, device=device, dtype=dtype))
         self.reset_parameters()
 
     def reset_parameters(self, fan_in: int = 1) -> None:
         nn.init.normal_(self.beta_weights, mean=0.0, std=1.0 / (fan_in * (self.degree + 1.0)))
 
-    def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
-        t = torch.tanh(x)
-        # P_0 = 1, so σ(P_0) is one constant broadcast over the input
-        parts = [self.act(t.new_ones(())).expand_as(t)]
-        if self.degree >= 1:
-            parts.append(self.act(t))
-            beta = self.beta_weights
-            p0 = t.new_ones(())
-            p1 = t
-            for i in range(2, self.degree + 1):
-                p2 = torch.addcmul(p0 * (-self.coefficients[i] * beta[i - 1]), t, p1)
-                parts.append(self.act(p2))
-                p0, p1 = p1, p2
-        return stack_basis(parts, prefix)
+    def squash(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x)
+
+    def recurrence(self, t: torch.Tensor) -> Tuple[List[float], List[float], torch.Tensor]:
+        coef = torch.tensor(self.coefficients, dtype=t.dtype, device=t.device)
+        beta = self.beta_weights.to(t.dtype)
+        c = coef * torch.cat([beta[:1] * 0.0, beta[:-1]])  # c_i = coef_i · β_{i-1}
+        return self.a, self.b, c
 
     def extra_repr(self) -> str:
         return f"degree={self.degree}"

@@ -1,11 +1,12 @@
 """Jacobi polynomial basis (KAJN), as used in torch-conv-kan (Drokin, arXiv 2407.01092)."""
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import torch
 
-from .base import Basis, check_degree, stack_basis
+from .base import check_degree
+from .recurrence import ThreeTermBasis
 
 
 def jacobi_coefficients(degree: int, a: float, b: float) -> List[Tuple[float, float, float]]:
@@ -22,7 +23,7 @@ def jacobi_coefficients(degree: int, a: float, b: float) -> List[Tuple[float, fl
     return out
 
 
-class JacobiBasis(Basis):
+class JacobiBasis(ThreeTermBasis):
     r"""Jacobi polynomials :math:`P^{(a,b)}_i` of :math:`t = \tanh(x)`.
 
     .. math::
@@ -44,20 +45,16 @@ class JacobiBasis(Basis):
             raise ValueError(f"Jacobi parameters need a > -1 and b > -1, got a={a!r}, b={b!r}")
         self.a = float(a)
         self.b = float(b)
-        self.coefficients = jacobi_coefficients(degree, self.a, self.b)
+        coefficients = jacobi_coefficients(degree, self.a, self.b)
+        self.ra = [1.0, (self.a + self.b + 2.0) / 2.0] + [ca for ca, _, _ in coefficients]
+        self.rb = [0.0, (self.a - self.b) / 2.0] + [cb for _, cb, _ in coefficients]
+        self.c = ([0.0, 0.0] + [cc for _, _, cc in coefficients])[: degree + 1]
 
-    def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
-        t = torch.tanh(x)
-        p0 = torch.ones_like(t)
-        parts = [p0]
-        if self.degree >= 1:
-            p1 = ((self.a - self.b) + (self.a + self.b + 2.0) * t) / 2.0
-            parts.append(p1)
-            for ca, cb, cc in self.coefficients:
-                p2 = (ca * t + cb) * p1 - cc * p0
-                parts.append(p2)
-                p0, p1 = p1, p2
-        return stack_basis(parts, prefix)
+    def squash(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x)
+
+    def recurrence(self, t: torch.Tensor) -> Tuple[List[float], List[float], torch.Tensor]:
+        return self.ra[: self.degree + 1], self.rb[: self.degree + 1], torch.tensor(self.c, dtype=t.dtype, device=t.device)
 
     def extra_repr(self) -> str:
         return f"degree={self.degree}, a={self.a}, b={self.b}"

@@ -1,14 +1,15 @@
 """Legendre polynomial basis (KALN), from torch-conv-kan (Drokin, arXiv 2407.01092)."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Tuple
 
 import torch
 
-from .base import Basis, check_degree, stack_basis
+from .base import check_degree
+from .recurrence import ThreeTermBasis
 
 
-class LegendreBasis(Basis):
+class LegendreBasis(ThreeTermBasis):
     r"""Legendre polynomials of the input rescaled to [-1, 1] by its min and max.
 
     .. math::
@@ -39,6 +40,9 @@ class LegendreBasis(Basis):
         self.groups = groups
         self.minmax = minmax
         self.eps = eps
+        self.a = [1.0] + [(2.0 * i - 1.0) / i for i in range(1, degree + 1)]
+        self.b = [0.0] * (degree + 1)
+        self.c = ([0.0] + [(i - 1.0) / i for i in range(1, degree + 1)])
 
     def _rescale(self, x: torch.Tensor) -> torch.Tensor:
         n, c = x.shape[0], x.shape[1]
@@ -55,18 +59,11 @@ class LegendreBasis(Basis):
         out = 2.0 * (xv - lo) / (hi - lo).clamp_min(self.eps) - 1.0
         return out.reshape(x.shape)
 
-    def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
-        t = self._rescale(x)
-        p0 = torch.ones_like(t)
-        parts = [p0]
-        if self.degree >= 1:
-            p1 = t
-            parts.append(p1)
-            for n in range(1, self.degree):
-                p2 = ((2.0 * n + 1.0) * t * p1 - n * p0) / (n + 1.0)
-                parts.append(p2)
-                p0, p1 = p1, p2
-        return stack_basis(parts, prefix)
+    def squash(self, x: torch.Tensor) -> torch.Tensor:
+        return self._rescale(x)
+
+    def recurrence(self, t: torch.Tensor) -> Tuple[List[float], List[float], torch.Tensor]:
+        return self.a, self.b, torch.tensor(self.c, dtype=t.dtype, device=t.device)
 
     def extra_repr(self) -> str:
         return f"degree={self.degree}, minmax={self.minmax!r}"
