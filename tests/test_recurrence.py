@@ -56,3 +56,23 @@ def test_fused_path_keeps_no_intermediates():
         basis(x, None)
     # tanh saves its output (x-sized); the recurrence saves t again (shared storage) and c (D+1 values)
     assert sum(n for n in saved if n > 100) <= 2 * x.numel()
+
+
+@pytest.mark.parametrize("name,kw", [("bspline", {}), ("bspline", {"spline_order": 1}),
+                                     ("bspline", {"spline_order": 0}), ("rbf", {})])
+def test_closed_form_backward_matches_autograd(name, kw):
+    """B-spline and RBF: the fused backward equals autograd through ``values`` (inputs off the knots)."""
+    torch.manual_seed(1)
+    basis = create_basis(name, 3, dtype=torch.float64, **kw)
+    x = (torch.rand(2, 3, 4, 5, dtype=torch.float64) * 2.4 - 1.2).requires_grad_()
+    pre = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    fused = basis(x, pre)
+    plain = torch.cat([pre.unsqueeze(2), basis.values(x)], dim=2)
+    torch.testing.assert_close(fused, plain)
+    g = torch.randn_like(fused)
+    got = torch.autograd.grad(fused, (x, pre), g)
+    if not plain.requires_grad:
+        return
+    want = torch.autograd.grad(plain, (x, pre), g, allow_unused=True)
+    for a, b, ref in zip(got, want, (x, pre)):
+        torch.testing.assert_close(a, _zeros_if_none(b, ref), rtol=1e-11, atol=1e-12)

@@ -5,7 +5,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .base import Basis, cat_basis
+from .elementwise import ClosedFormBasis
 
 
 def uniform_knots(grid_size: int, spline_order: int, grid_range: Sequence[float], device=None) -> torch.Tensor:
@@ -16,7 +16,7 @@ def uniform_knots(grid_size: int, spline_order: int, grid_range: Sequence[float]
                           dtype=torch.float32, device=device)
 
 
-class BSplineBasis(Basis):
+class BSplineBasis(ClosedFormBasis):
     r"""B-splines of order K on a uniform grid (Cox-de Boor recursion).
 
     .. math::
@@ -54,21 +54,42 @@ class BSplineBasis(Basis):
         knots = uniform_knots(grid_size, spline_order, self.grid_range, device=device)
         self.register_buffer("grid", knots.to(dtype) if dtype is not None else knots)
 
-    def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def _levels(self, x: torch.Tensor, order: int) -> torch.Tensor:
+        """B_{j,order}(x) for every j, shape (N, C, G+2K-order, ...)."""
         shape = [1, 1, -1] + [1] * (x.dim() - 2)
         t = self.grid.to(x.dtype)
         xe = x.unsqueeze(2)
-        lo = t[:-1].view(shape)
-        hi = t[1:].view(shape)
-        b = ((xe >= lo) & (xe < hi)).to(x.dtype)
+        b = ((xe >= t[:-1].view(shape)) & (xe < t[1:].view(shape))).to(x.dtype)
+        for k in range(1, order + 1):
+            left_den, right_den = self._denominators(k, x.dtype)
+            b = (xe - t[: -(k + 1)].view(shape)) / left_den.view(shape) * b[:, :, :-1] \
+                + (t[k + 1:].view(shape) - xe) / right_den.view(shape) * b[:, :, 1:]
+        return b
+
+    def _denominators(self, k: int, dtype: torch.dtype):
+        # knot differences rounded to float32, as the original KAN computes them
+        g = self.grid.float()
+        return (g[k:-1] - g[: -(k + 1)]).to(dtype), (g[k + 1:] - g[1:-k]).to(dtype)
+
+    def values(self, x: torch.Tensor) -> torch.Tensor:
+        return self._levels(x, self.spline_order)
+
+    def derivatives(self, x: torch.Tensor) -> torch.Tensor:
+        """dB_{j,K}/dx, carried through the same recursion (forward mode), so it is the exact derivative of
+        the float32-rounded-knot recursion that ``values`` computes."""
+        shape = [1, 1, -1] + [1] * (x.dim() - 2)
+        t = self.grid.to(x.dtype)
+        xe = x.unsqueeze(2)
+        b = ((xe >= t[:-1].view(shape)) & (xe < t[1:].view(shape))).to(x.dtype)
+        db = torch.zeros_like(b)
         for k in range(1, self.spline_order + 1):
-            # knot differences rounded to float32, as the original KAN computes them
-            left_den = (self.grid[k:-1].float() - self.grid[: -(k + 1)].float()).to(x.dtype).view(shape)
-            right_den = (self.grid[k + 1:].float() - self.grid[1:-k].float()).to(x.dtype).view(shape)
-            t_lo = t[: -(k + 1)].view(shape)
-            t_hi = t[k + 1:].view(shape)
-            b = (xe - t_lo) / left_den * b[:, :, :-1] + (t_hi - xe) / right_den * b[:, :, 1:]
-        return cat_basis(b, prefix)
+            left_den, right_den = self._denominators(k, x.dtype)
+            inv_l, inv_r = 1.0 / left_den.view(shape), 1.0 / right_den.view(shape)
+            wl = (xe - t[: -(k + 1)].view(shape)) / left_den.view(shape)
+            wr = (t[k + 1:].view(shape) - xe) / right_den.view(shape)
+            db = inv_l * b[:, :, :-1] + wl * db[:, :, :-1] - inv_r * b[:, :, 1:] + wr * db[:, :, 1:]
+            b = wl * b[:, :, :-1] + wr * b[:, :, 1:]
+        return db
 
     def extra_repr(self) -> str:
         return f"grid_size={self.grid_size}, spline_order={self.spline_order}, grid_range={self.grid_range}"

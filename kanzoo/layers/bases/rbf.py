@@ -6,10 +6,10 @@ from typing import Optional, Sequence
 
 import torch
 
-from .base import Basis, cat_basis
+from .elementwise import ClosedFormBasis
 
 
-class RBFBasis(Basis):
+class RBFBasis(ClosedFormBasis):
     r"""Gaussian bumps on a uniform grid.
 
     .. math:: B_j(x) = \exp\!\big(-((x - \mu_j)/h)^2\big),\quad \mu = \mathrm{linspace}(lo, hi, G),\
@@ -36,10 +36,17 @@ class RBFBasis(Basis):
         centres = torch.linspace(self.grid_range[0], self.grid_range[1], grid_size, dtype=torch.float32, device=device)
         self.register_buffer("grid", centres.to(dtype) if dtype is not None else centres)
 
-    def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def _scaled(self, x: torch.Tensor) -> torch.Tensor:
         shape = [1, 1, -1] + [1] * (x.dim() - 2)
-        u = (x.unsqueeze(2) - self.grid.to(x.dtype).view(shape)) * self.inv_width
-        return cat_basis(torch.exp(-(u * u)), prefix)
+        return (x.unsqueeze(2) - self.grid.to(x.dtype).view(shape)) * self.inv_width
+
+    def values(self, x: torch.Tensor) -> torch.Tensor:
+        u = self._scaled(x)
+        return torch.exp(-(u * u))
+
+    def derivatives(self, x: torch.Tensor) -> torch.Tensor:
+        u = self._scaled(x)
+        return torch.exp(-(u * u)) * u * (-2.0 * self.inv_width)
 
     def extra_repr(self) -> str:
         return f"grid_size={self.grid_size}, grid_range={self.grid_range}"
