@@ -47,16 +47,14 @@ class LegendreBasis(ThreeTermBasis):
     def _rescale(self, x: torch.Tensor) -> torch.Tensor:
         n, c = x.shape[0], x.shape[1]
         if self.minmax == "batch":
-            xg = x.transpose(0, 1).reshape(self.groups, -1)
-            lo = xg.amin(dim=1).view([1, self.groups, 1] + [1] * (x.dim() - 2))
-            hi = xg.amax(dim=1).view([1, self.groups, 1] + [1] * (x.dim() - 2))
+            lo, hi = torch.aminmax(x.transpose(0, 1).reshape(self.groups, -1), dim=1)
+            lo, hi = lo.view(1, self.groups, 1), hi.view(1, self.groups, 1)
         else:
-            xg = x.reshape(n, self.groups, -1)
-            lo = xg.amin(dim=2).view([n, self.groups, 1] + [1] * (x.dim() - 2))
-            hi = xg.amax(dim=2).view([n, self.groups, 1] + [1] * (x.dim() - 2))
-        shape = [n, self.groups, c // self.groups] + list(x.shape[2:])
-        xv = x.reshape(shape)
-        out = 2.0 * (xv - lo) / (hi - lo).clamp_min(self.eps) - 1.0
+            lo, hi = torch.aminmax(x.reshape(n, self.groups, -1), dim=2)
+            lo, hi = lo.view(n, self.groups, 1), hi.view(n, self.groups, 1)
+        scale = 2.0 / (hi - lo).clamp_min(self.eps)
+        # x̂ = (x - lo)·scale - 1, as one multiply-add over the input
+        out = torch.addcmul(-(lo * scale) - 1.0, x.reshape(n, self.groups, -1), scale)
         return out.reshape(x.shape)
 
     def squash(self, x: torch.Tensor) -> torch.Tensor:

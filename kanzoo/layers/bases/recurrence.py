@@ -36,17 +36,23 @@ def _act_grad(p: torch.Tensor, act: str) -> torch.Tensor:
 
 
 def _polynomials(t: torch.Tensor, a: List[float], b: List[float], c: torch.Tensor, degree: int) -> List[torch.Tensor]:
-    p0 = torch.ones_like(t)
+    """[P_0, .., P_D]; P_0 is a 0-dim one (broadcast by the callers), the rest are shaped like t."""
+    p0 = torch.ones((), dtype=t.dtype, device=t.device)
     out = [p0]
     if degree >= 1:
         p1 = t * a[1] + b[1] if (a[1] != 1.0 or b[1] != 0.0) else t
         out.append(p1)
         for i in range(2, degree + 1):
-            rest = p0 * (-c[i]) if b[i] == 0.0 else torch.add(p1 * b[i], p0 * (-c[i]))
+            rest = p0 * (-c[i]) if b[i] == 0.0 else torch.add(p0 * (-c[i]), p1, alpha=b[i])
             p2 = torch.addcmul(rest, t, p1, value=a[i])
             out.append(p2)
             p0, p1 = p1, p2
     return out
+
+
+def _stack_acted(polys: List[torch.Tensor], t: torch.Tensor, prefix: Optional[torch.Tensor], act: str) -> torch.Tensor:
+    parts = [_act(polys[0], act).expand_as(t)] + [_act(p, act) for p in polys[1:]]
+    return stack_basis(parts, prefix)
 
 
 class _ThreeTermFunction(torch.autograd.Function):
@@ -56,8 +62,7 @@ class _ThreeTermFunction(torch.autograd.Function):
         ctx.a, ctx.b, ctx.act, ctx.has_prefix = a, b, act, prefix is not None
         ctx.save_for_backward(t, c)
         with torch.no_grad():
-            parts = [_act(p, act) for p in _polynomials(t, a, b, c, degree)]
-            return stack_basis(parts, prefix)
+            return _stack_acted(_polynomials(t, a, b, c, degree), t, prefix, act)
 
     @staticmethod
     def backward(ctx, grad):
@@ -66,15 +71,14 @@ class _ThreeTermFunction(torch.autograd.Function):
         degree = len(a) - 1
         off = 1 if ctx.has_prefix else 0
         p = _polynomials(t, a, b, c, degree)
-        d = [grad.select(2, off + i) for i in range(degree + 1)]
-        if act != "identity":
-            d = [gi * _act_grad(pi, act) for gi, pi in zip(d, p)]
         grad_t = torch.zeros_like(t)
         grad_c = torch.zeros_like(c) if ctx.needs_input_grad[1] else None
         g1: Optional[torch.Tensor] = None   # adjoint of P_{i+1}
         g2: Optional[torch.Tensor] = None   # adjoint of P_{i+2}
         for i in range(degree, 0, -1):
-            g = d[i]
+            g = grad.select(2, off + i)
+            if act != "identity":
+                g = g * _act_grad(p[i], act)
             if g1 is not None:
                 g = torch.addcmul(g + g1 * b[i + 1] if b[i + 1] != 0.0 else g, t, g1, value=a[i + 1])
             if g2 is not None:
@@ -119,7 +123,8 @@ class ThreeTermBasis(Basis):
     def forward_eager(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
         t = self.squash(x)
         a, b, c = self.recurrence(t)
-        parts = [self.act(p) for p in _polynomials(t, a, b, c, self.degree)]
+        polys = _polynomials(t, a, b, c, self.degree)
+        parts = [self.act(polys[0]).expand_as(t)] + [self.act(p) for p in polys[1:]]
         return stack_basis(parts, prefix)
 
     @torch.jit.unused
