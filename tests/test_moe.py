@@ -214,3 +214,17 @@ def test_golden_aux_loss_tight():
             _, aux = model(t["input"].float())
         torch.testing.assert_close(aux.reshape(t["aux_loss"].shape), t["aux_loss"], rtol=1e-4, atol=1e-8,
                                    msg=case["name"])
+
+
+def test_moe_scripts_and_matches_eager():
+    import warnings
+    from kanzoo.layers import MoEKANConv2d
+    torch.manual_seed(0)
+    m = MoEKANConv2d(4, 6, 3, padding=1, num_experts=4, top_k=2).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s = torch.jit.script(m)
+    x = torch.randn(3, 4, 5, 5)
+    for a, b in zip(s(x), m(x)):
+        torch.testing.assert_close(a, b)
+    assert s(torch.randn(0, 4, 5, 5))[0].shape == (0, 6, 5, 5)

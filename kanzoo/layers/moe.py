@@ -7,7 +7,7 @@ Mixture-of-Experts Layer" (arXiv 1701.06538); the KAN-conv experts and the MoE b
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -99,8 +99,6 @@ class MoEKANConvNd(nn.Module):
         torch.Size([8, 32, 10, 10])
     """
 
-    noise_epsilon = 1e-2
-
     def __init__(
         self,
         in_channels: int,
@@ -128,6 +126,7 @@ class MoEKANConvNd(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = kernel_size
         self.noisy_gating = bool(noisy_gating)
+        self.noise_epsilon = 1e-2
         self.aux_loss_coef = float(aux_loss_coef)
 
         kw = dict(expert_kwargs)
@@ -165,28 +164,34 @@ class MoEKANConvNd(nn.Module):
         Returns ``(top_idx (N, k), top_gates (N, k), gates (N, E) dense, load (E,))``, all computed in the
         parameters' dtype with autocast disabled (a low-precision router can flip expert choices).
         """
+        if torch.jit.is_scripting():
+            return self._gate(m)
         with torch.autocast(device_type=m.device.type, enabled=False):
-            m = m.to(self.w_gate.dtype)
-            clean = m @ self.w_gate
-            noisy = self.training and self.noisy_gating
-            if noisy:
-                noise_std = F.softplus(m @ self.w_noise) + self.noise_epsilon
-                logits = clean + torch.randn_like(clean) * noise_std
-            else:
-                logits = clean
-            k, E = self.top_k, self.num_experts
-            smooth_load = noisy and k < E
-            top_vals, top_idx = logits.topk(k + 1 if smooth_load else k, dim=1)
-            # softmax over all E then renormalised over the kept k == softmax over the kept logits
-            top_gates = torch.softmax(top_vals[:, :k], dim=1)
-            gates = torch.zeros_like(logits).scatter(1, top_idx[:, :k], top_gates)
-            if smooth_load:
-                # P(e stays in the top k under fresh noise), thresholds taken from the noisy *logits*
-                is_in = torch.zeros_like(logits, dtype=torch.bool).scatter(1, top_idx[:, :k], True)
-                threshold = torch.where(is_in, top_vals[:, k:k + 1], top_vals[:, k - 1:k])
-                load = torch.special.ndtr((clean - threshold) / noise_std).sum(0)
-            else:
-                load = torch.bincount(top_idx[:, :k].reshape(-1), minlength=E).to(gates.dtype)
+            return self._gate(m)
+
+    def _gate(self, m: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        m = m.to(self.w_gate.dtype)
+        clean = m @ self.w_gate
+        noisy = self.training and self.noisy_gating
+        noise_std = torch.ones_like(clean)
+        logits = clean
+        w_noise = self.w_noise
+        if noisy and w_noise is not None:
+            noise_std = F.softplus(m @ w_noise) + self.noise_epsilon
+            logits = clean + torch.randn_like(clean) * noise_std
+        k, E = self.top_k, self.num_experts
+        smooth_load = noisy and k < E
+        top_vals, top_idx = logits.topk(k + 1 if smooth_load else k, dim=1)
+        # softmax over all E then renormalised over the kept k == softmax over the kept logits
+        top_gates = torch.softmax(top_vals[:, :k], dim=1)
+        gates = torch.zeros_like(logits).scatter(1, top_idx[:, :k], top_gates)
+        if smooth_load:
+            # P(e stays in the top k under fresh noise), thresholds taken from the noisy *logits*
+            is_in = torch.zeros_like(logits, dtype=torch.bool).scatter(1, top_idx[:, :k], True)
+            threshold = torch.where(is_in, top_vals[:, k:k + 1], top_vals[:, k - 1:k])
+            load = torch.special.ndtr((clean - threshold) / noise_std).sum(0)
+        else:
+            load = torch.bincount(top_idx[:, :k].reshape(-1), minlength=E).to(gates.dtype)
         return top_idx[:, :k], top_gates, gates, load
 
     def aux_loss(self, gates: torch.Tensor, load: torch.Tensor) -> torch.Tensor:
@@ -207,17 +212,24 @@ class MoEKANConvNd(nn.Module):
         order = torch.argsort(flat, stable=True)           # assignments grouped by expert, rows ascending
         rows = torch.div(order, k, rounding_mode="floor")
         weights = top_gates.reshape(-1)[order].to(x.dtype)
-        counts = torch.bincount(flat, minlength=self.num_experts).tolist()   # one host sync
-        y = None
-        for e, (r, w) in enumerate(zip(rows.split(counts), weights.split(counts))):
-            if r.numel() == 0:
-                continue                                       # idle expert: not run, no gradient
-            out = self.experts[e](x.index_select(0, r)).to(x.dtype)
-            if y is None:
-                y = out.new_zeros((n,) + tuple(out.shape[1:]))
-            y.index_add_(0, r, out * w.view((-1,) + (1,) * (out.dim() - 1)))
-        if y is None:                                          # empty batch
-            y = self.experts[0](x).to(x.dtype)
+        counts: List[int] = torch.bincount(flat, minlength=self.num_experts).tolist()   # one host sync
+        row_parts = rows.split(counts)
+        weight_parts = weights.split(counts)
+        y: Optional[torch.Tensor] = None
+        first: Optional[torch.Tensor] = None
+        for e, expert in enumerate(self.experts):
+            r = row_parts[e]
+            if e == 0 and n == 0:
+                first = expert(x).to(x.dtype)                  # empty batch
+            if r.numel() > 0:                                  # idle experts are not run: no gradient
+                out = expert(x.index_select(0, r)).to(x.dtype)
+                w = weight_parts[e]
+                if y is None:
+                    y = out.new_zeros([n] + list(out.shape[1:]))
+                y.index_add_(0, r, out * w.view([-1] + [1] * (out.dim() - 1)))
+        if y is None:
+            assert first is not None
+            return first
         return y
 
     def extra_repr(self) -> str:

@@ -1,5 +1,9 @@
 """kanzoo's model zoo. Importing this package registers every architecture in timm's registry."""
 from ._factory import UnknownModelError, create_model, list_models, list_pretrained
 from . import simple_conv  # noqa: F401  (registers models)
+from . import vgg_kan  # noqa: F401
+from . import resnet_kan  # noqa: F401
+from . import densenet_kan  # noqa: F401
+from . import unet_kan  # noqa: F401
 
 __all__ = ["UnknownModelError", "create_model", "list_models", "list_pretrained"]

@@ -1,6 +1,4 @@
 """Shared pieces of kanzoo's classification models: the timm model API, configs and stem adaptation."""
-from __future__ import annotations
-
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -64,6 +62,7 @@ class KANClassifier(nn.Module):
     def _init_head(self, num_features: int, num_classes: int, global_pool: str, drop_rate: float,
                    device=None, dtype=None) -> None:
         self.num_classes = num_classes
+        self.grad_checkpointing = False  # an instance attribute, so TorchScript sees it
         self.num_features = self.head_hidden_size = num_features
         self.drop_rate = drop_rate
         self.head = ClassifierHead(num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate,

@@ -6,6 +6,7 @@ classifier. They are kanzoo's tiny models for tests, demos and small datasets.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, Optional, Sequence
 
 import torch
@@ -99,8 +100,9 @@ def _create(variant: str, pretrained: bool = False, **kwargs) -> SimpleConvKAN:
                                 feature_cfg=dict(flatten_sequential=True, out_indices=tuple(range(n))), **kwargs)
 
 
-def _cifar_cfg(**kwargs) -> Dict[str, Any]:
-    return _cfg(num_classes=10, input_size=(3, 32, 32), pool_size=(8, 8), crop_pct=1.0,
+def _cifar_cfg(strides: Sequence[int], **kwargs) -> Dict[str, Any]:
+    s = 32 // math.prod(strides)
+    return _cfg(num_classes=10, input_size=(3, 32, 32), pool_size=(s, s), crop_pct=1.0,
                 mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), first_conv="stages.0",
                 paper_ids=PAPER_TCK, **kwargs)
 
@@ -110,7 +112,7 @@ VARIANTS = {
     for arch, (widths, strides) in ARCHS.items() for tag, basis in BASIS_TAGS.items()
 }
 
-default_cfgs = generate_default_cfgs({name: _cifar_cfg() for name in VARIANTS})
+default_cfgs = generate_default_cfgs({name: _cifar_cfg(args["strides"]) for name, args in VARIANTS.items()})
 
 register_variants(globals(), VARIANTS, _create, doc="""{name}: a small all-KAN CNN ({args}).
 

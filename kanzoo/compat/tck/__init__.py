@@ -160,3 +160,14 @@ def _build_attention(case):
 @register_family("FocalModulation")
 def _build_focal(case):
     return _attention.build_focal(case)
+
+
+from . import vgg as _vgg  # noqa: E402
+
+_FAMILY_PATTERNS.extend(_vgg.FAMILY_PATTERNS)
+
+
+@register_family(_vgg.FAMILY, "VGG-KAGN-hub")
+def _build_vgg(case):
+    model = _vgg.build_vgg(case)
+    return model, lambda reader: _vgg.convert_vgg_reader(reader, model)

@@ -1,0 +1,319 @@
+"""VGG-style KAN classifiers: the VGG-KAGN family of "Kolmogorov-Arnold Convolutions: Design Principles and
+Empirical Studies" (Drokin, arXiv 2407.01092), on the VGG layout of "Very Deep Convolutional Networks for
+Large-Scale Image Recognition" (Simonyan & Zisserman, arXiv 1409.1556).
+
+Every 3×3 conv of a VGG config is a KAN conv (or a bottleneck KAN conv) with a norm and no separate
+activation; 2×2 max-pools halve the map; the head is global average pooling, dropout and a linear layer.
+The ImageNet-1k checkpoints of torch-conv-kan (``brivangl/vgg_kagn11_v2``, ``vgg_kagn11_v4``,
+``vgg_kagn_bn11_v4``) load as the ``tck_in1k`` tag; their keys are converted on load.
+
+Model names: ``vgg_{basis tag}[_bn]{depth}[_v{n}]``, for example ``vgg_kagn11_v4``.
+
+* basis tag: the KAN basis (``kagn`` Gram, ``kaln`` Legendre, ... see ``BASIS_TAGS`` in ``_base.py``);
+* ``_bn``: bottleneck KAN convs (dim_reduction 8) with BatchNorm, like torch-conv-kan's ``VGGKAGN_BN``;
+  without it, plain KAN convs with affine InstanceNorm (``VGGKAGN``);
+* depth 11/13/16/19 and width table v1 (no suffix), v2, v3 or v4 (``CFGS``). All registered models use
+  width_scale 2, degree 5 for polynomial bases, dropout 0.15 (0.05 with ``_bn``) and a 0.25 head dropout,
+  the settings of the published checkpoints.
+"""
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from timm.models import build_model_with_cfg, generate_default_cfgs
+from timm.models._features import feature_take_indices
+from timm.models._manipulate import checkpoint_seq
+from torch import nn
+
+from ..layers import BottleneckKANConv2d, KANConv2d, KANSelfAttention
+from ._base import BASIS_TAGS, PAPER_TCK, KANClassifier, _cfg, adapt_kan_stem, default_basis_kwargs, \
+    register_variants
+
+__all__ = ["VGGKAN", "CFGS"]
+
+_DEPTHS = {
+    11: [16, "M", 32, "M", 64, 64, "M", 128, 128, "M", 128, 128],
+    13: [16, 16, "M", 32, 32, "M", 64, 64, "M", 128, 128, "M", 128, 128],
+    16: [16, 16, "M", 32, 32, "M", 64, 64, 64, "M", 128, 128, 128, "M", 128, 128, 128],
+    19: [16, 16, "M", 32, 32, "M", 64, 64, 64, 64, "M", 128, 128, 128, 128, "M", 128, 128, 128, 128],
+}
+_TAILS = {"": [], "v2": ["M", 128, 128], "v3": ["M", 128, 256], "v4": ["M", 256, 256]}
+
+
+def _with_attention(cfg: List[Union[int, str]]) -> List[Union[int, str]]:
+    # the 'sa' tables turn the last two max-pools into self-attention + max-pool
+    cfg = list(cfg)
+    for i in [i for i, v in enumerate(cfg) if v == "M"][-2:]:
+        cfg[i] = "SAM"
+    return cfg
+
+
+#: VGG configs, named as in torch-conv-kan: int = 3×3 KAN conv with that many channels (times
+#: ``width_scale``), 'M' = 2×2 max-pool, 'SAM' = KAN self-attention followed by a 2×2 max-pool.
+CFGS: Dict[str, List[Union[int, str]]] = {}
+for _d, _base in _DEPTHS.items():
+    for _v, _tail in _TAILS.items():
+        CFGS[f"VGG{_d}{_v}"] = _base + _tail
+    CFGS[f"VGG{_d}sa"] = _with_attention(CFGS[f"VGG{_d}"])
+    CFGS[f"VGG{_d}v4sa"] = _with_attention(CFGS[f"VGG{_d}v4"])
+
+
+def _resolve_cfg(cfg: Union[str, Sequence[Union[int, str]]]) -> List[Union[int, str]]:
+    if isinstance(cfg, str):
+        if cfg not in CFGS:
+            raise ValueError(f"unknown VGG config {cfg!r}; choose one of {sorted(CFGS)} or pass a list")
+        return list(CFGS[cfg])
+    cfg = list(cfg)
+    if not cfg or isinstance(cfg[0], str):
+        raise ValueError(f"a VGG config must start with a conv width, got {cfg!r}")
+    for v in cfg:
+        if v not in ("M", "SAM") and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
+            raise ValueError(f"VGG config entries are positive ints, 'M' or 'SAM'; got {v!r} in {cfg!r}")
+    return cfg
+
+
+def _num_pools(cfg) -> int:
+    return sum(v in ("M", "SAM") for v in _resolve_cfg(cfg))
+
+
+class VGGKAN(KANClassifier):
+    """A VGG of KAN convolutions (Drokin, arXiv 2407.01092; VGG: Simonyan & Zisserman, arXiv 1409.1556).
+
+    ``features`` holds one module per entry of ``cfg`` (a 'SAM' entry holds two: attention, then max-pool),
+    so ``features.{i}`` matches torch-conv-kan's layer indices. Each conv is 3×3, padding 1, stride 1,
+    followed by the conv layer's norm and output activation. The head pools globally, applies dropout
+    ``drop_rate`` and a linear layer (``head.fc``).
+
+    Args:
+        cfg: a ``CFGS`` name (``'VGG11v4'``) or a list of widths, ``'M'`` and ``'SAM'``.
+        basis: KAN basis name; ``basis_kwargs`` go to it (default degree 5 for polynomial bases).
+        bottleneck: use :class:`~kanzoo.layers.BottleneckKANConv2d` (``dim_reduction``, ``min_internal``).
+        width_scale: multiplies every width of ``cfg``.
+        groups: channel groups of every conv but the first.
+        norm_layer, norm_kwargs: norm of every conv and attention block (default affine InstanceNorm).
+        dropout: channel dropout inside every conv but the first (and the attention convs).
+        last_attention: replace the last conv by a self-attention block (torch-conv-kan's option).
+        attn_inner_reduction: attention width C' = C // attn_inner_reduction with 1×1 projections
+            (None: C' = C, no projections).
+        attn_kwargs: more :class:`~kanzoo.layers.KANSelfAttention` arguments (``scale=1.0`` reproduces
+            torch-conv-kan's unscaled scores).
+        in_chans, num_classes, global_pool, drop_rate: as in timm.
+    """
+
+    def __init__(
+        self,
+        cfg: Union[str, Sequence[Union[int, str]]] = "VGG11v4",
+        basis: str = "gram",
+        basis_kwargs: Optional[Dict[str, Any]] = None,
+        bottleneck: bool = False,
+        width_scale: float = 2.0,
+        groups: int = 1,
+        norm_layer: str = "instance",
+        norm_kwargs: Optional[Dict[str, Any]] = None,
+        dropout: float = 0.0,
+        dim_reduction: float = 8.0,
+        min_internal: int = 16,
+        last_attention: bool = False,
+        attn_inner_reduction: Optional[int] = None,
+        attn_kwargs: Optional[Dict[str, Any]] = None,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        global_pool: str = "avg",
+        drop_rate: float = 0.0,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        dd = dict(device=device, dtype=dtype)
+        cfg = _resolve_cfg(cfg)
+        self.in_chans = in_chans
+        bkw = dict(default_basis_kwargs(basis, degree=5), **(basis_kwargs or {}))
+        nkw = {"affine": True} if norm_kwargs is None else dict(norm_kwargs)
+        common = dict(basis=basis, norm_layer=norm_layer, **dd, **bkw)
+        if bottleneck:
+            common.update(dim_reduction=dim_reduction, min_internal=min_internal)
+
+        def conv(cin: int, cout: int, first: bool) -> nn.Module:
+            layer_cls = BottleneckKANConv2d if bottleneck else KANConv2d
+            extra = {} if bottleneck else {"use_base": True}
+            return layer_cls(cin, cout, 3, padding=1, groups=1 if first else groups, dropout=0.0 if first else dropout,
+                             norm_kwargs=dict(nkw), **extra, **common)
+
+        def attention(c: int) -> nn.Module:
+            inner = None if attn_inner_reduction is None else c // attn_inner_reduction
+            extra = {} if bottleneck else {"use_base": True}
+            return KANSelfAttention(c, ndim=2, kernel_size=3, conv_layer="bottleneck" if bottleneck else "kan",
+                                    inner_projection=inner, norm_kwargs=dict(nkw), groups=groups, dropout=dropout,
+                                    **extra, **common, **(attn_kwargs or {}))
+
+        layers: List[nn.Module] = []
+        self.feature_info: List[Dict[str, Any]] = []
+        self.feature_ends: List[int] = []
+        c, reduction = in_chans, 1
+        for idx, v in enumerate(cfg):
+            if v in ("M", "SAM"):
+                if v == "SAM":
+                    layers.append(attention(c))
+                self._add_feature(c, reduction, len(layers) - 1)
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+                reduction *= 2
+            elif idx == len(cfg) - 1 and last_attention and idx > 0:
+                layers.append(attention(c))
+            else:
+                w = max(1, int(round(v * width_scale)))
+                layers.append(conv(c, w, first=idx == 0))
+                c = w
+        self._add_feature(c, reduction, len(layers) - 1)
+        self.features = nn.Sequential(*layers)
+        self._init_head(c, num_classes, global_pool, drop_rate, **dd)
+
+    def _add_feature(self, num_chs: int, reduction: int, index: int) -> None:
+        self.feature_info.append(dict(num_chs=num_chs, reduction=reduction, module=f"features.{index}"))
+        self.feature_ends.append(index)
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
+        return dict(stem=r"^features\.0", blocks=r"^features\.(\d+)")
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return checkpoint_seq(self.features, x)
+        return self.features(x)
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: Optional[Union[int, List[int]]] = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+        """Features and the outputs at ``feature_info`` levels (each stage end, before its max-pool)."""
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+        take, max_index = feature_take_indices(len(self.feature_ends), indices)
+        end = self.feature_ends[max_index] if stop_early else len(self.features) - 1
+        intermediates = []
+        for i, layer in enumerate(self.features):
+            if i > end:
+                break
+            x = layer(x)
+            if i in self.feature_ends and self.feature_ends.index(i) in take:
+                intermediates.append(x)
+        return intermediates if intermediates_only else (x, intermediates)
+
+    def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> List[int]:
+        """Drops the layers after the last kept level (and the classifier with ``prune_head``)."""
+        take, max_index = feature_take_indices(len(self.feature_ends), indices)
+        end = self.feature_ends[max_index]
+        pruned = end < len(self.features) - 1
+        self.features = self.features[:end + 1]
+        if pruned or prune_head:
+            w = self.head.fc.weight if isinstance(self.head.fc, nn.Linear) else next(self.parameters())
+            checkpointing = self.grad_checkpointing
+            self._init_head(self.feature_info[max_index]["num_chs"], 0, "", self.drop_rate, device=w.device,
+                            dtype=w.dtype)
+            self.grad_checkpointing = checkpointing
+            self.head.train(self.training)
+        return take
+
+
+def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: VGGKAN) -> Dict[str, torch.Tensor]:
+    """Loads kanzoo or torch-conv-kan VGG weights into ``model``'s key layout.
+
+    Unwraps training checkpoints (``state_dict_ema``/``state_dict``/``model``), converts torch-conv-kan
+    keys (``features.0.poly_weights``, ``classifier.1.weight`` ...) strictly, then adapts the stem to
+    ``model.in_chans``.
+    """
+    from ..compat.tck.vgg import convert_vgg_state, is_reference_vgg_state
+    for key in ("state_dict_ema", "state_dict", "model"):
+        if key in state_dict and isinstance(state_dict[key], dict):
+            state_dict = state_dict[key]
+            break
+    state_dict = dict(state_dict)
+    if state_dict and all(k.startswith("module.") for k in state_dict):
+        state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
+    if is_reference_vgg_state(state_dict):
+        state_dict = convert_vgg_state(state_dict, model)
+    stem = model.features[0]
+    if isinstance(stem, BottleneckKANConv2d):
+        _adapt_bottleneck_stem(state_dict, stem, model.in_chans)
+    else:
+        adapt_kan_stem(state_dict, "features.0", model.in_chans)
+    return state_dict
+
+
+def _adapt_bottleneck_stem(state_dict, stem: BottleneckKANConv2d, in_chans: int) -> None:
+    inner = state_dict.get("features.0.inner_weight")
+    if inner is None or inner.shape[1] == in_chans:
+        return
+    if inner.shape[0] != stem.inner_channels:
+        raise ValueError(
+            f"cannot adapt a bottleneck stem from {inner.shape[1]} to in_chans={in_chans}: its inner width "
+            f"min(min_internal, C_in, C_out) changes from {inner.shape[0]} to {stem.inner_channels}; load the "
+            f"weights with in_chans={inner.shape[1]} and repeat or project the input channels instead")
+    for name in ("weight", "inner_weight"):
+        tmp = {"stem.weight": state_dict[f"features.0.{name}"]}
+        adapt_kan_stem(tmp, "stem", in_chans)
+        state_dict[f"features.0.{name}"] = tmp["stem.weight"]
+
+
+def _create(variant: str, pretrained: bool = False, **kwargs) -> VGGKAN:
+    n = _num_pools(kwargs.get("cfg", "VGG11v4")) + 1
+    return build_model_with_cfg(VGGKAN, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
+                                feature_cfg=dict(flatten_sequential=True, out_indices=tuple(range(n))), **kwargs)
+
+
+def _name(tag: str, depth: int, version: str = "", bn: bool = False) -> str:
+    return f"vgg_{tag}{'_bn' if bn else ''}{depth}{'_' + version if version else ''}"
+
+
+def _variant(tag: str, depth: int, version: str = "", bn: bool = False) -> Dict[str, Any]:
+    args: Dict[str, Any] = dict(cfg=f"VGG{depth}{version}", basis=BASIS_TAGS[tag], width_scale=2,
+                                dropout=0.05 if bn else 0.15, drop_rate=0.25)
+    if bn:
+        args.update(bottleneck=True, norm_layer="batch")
+    return args
+
+
+VARIANTS: Dict[str, Dict[str, Any]] = {}
+for _d in _DEPTHS:
+    for _v in ("", "v2", "v3", "v4"):
+        VARIANTS[_name("kagn", _d, _v)] = _variant("kagn", _d, _v)
+    VARIANTS[_name("kagn", _d, "v4", bn=True)] = _variant("kagn", _d, "v4", bn=True)
+VARIANTS[_name("kagn", 11, "v2", bn=True)] = _variant("kagn", 11, "v2", bn=True)
+for _t in BASIS_TAGS:
+    if _t != "kagn":
+        VARIANTS[_name(_t, 11, "v4")] = _variant(_t, 11, "v4")
+
+
+def _vgg_cfg(name: str, **kwargs) -> Dict[str, Any]:
+    stride = 2 ** _num_pools(VARIANTS[name]["cfg"])
+    # min size: the instance norms of the last stage need a map of at least 2×2
+    return _cfg(pool_size=(224 // stride,) * 2, min_input_size=(3, 2 * stride, 2 * stride), first_conv="features.0",
+                classifier="head.fc", paper_ids=PAPER_TCK, **kwargs)
+
+
+# published ImageNet-1k checkpoints: name -> reported top-1 (torch-conv-kan README, 224², Resize 256)
+_PUBLISHED = {"vgg_kagn11_v2": 59.1, "vgg_kagn11_v4": 61.17, "vgg_kagn_bn11_v4": 68.5}
+
+
+def _tck_cfg(name: str, top1: float) -> Dict[str, Any]:
+    return _vgg_cfg(
+        name, hf_hub_id=f"brivangl/{name}", license="mit", origin_url="https://github.com/IvanDrokin/torch-conv-kan",
+        paper_name="Kolmogorov-Arnold Convolutions: Design Principles and Empirical Studies",
+        description=f"torch-conv-kan ImageNet-1k checkpoint; reported top-1 {top1}% (224², Resize 256, crop 224)",
+        notes=(f"top-1 {top1}", "torch-conv-kan keys, converted on load"))
+
+
+default_cfgs = generate_default_cfgs({
+    **{f"{n}.tck_in1k": _tck_cfg(n, top1) for n, top1 in _PUBLISHED.items()},
+    **{n: _vgg_cfg(n) for n in VARIANTS if n not in _PUBLISHED},
+})
+
+register_variants(globals(), VARIANTS, _create, doc="""{name}: a VGG of KAN convolutions ({args}).
+
+    Drokin, "Kolmogorov-Arnold Convolutions: Design Principles and Empirical Studies", arXiv 2407.01092.
+    Name scheme vgg_{{basis tag}}[_bn]{{depth}}[_v{{n}}]; see kanzoo.models.vgg_kan.
+    """)
