@@ -1,0 +1,71 @@
+"""kanzoo's model naming scheme, written once: the tests, ``docs/models.md`` and the CLI read it from here.
+
+=======================================================  =========================================
+pattern                                                  examples
+=======================================================  =========================================
+``{family}_{basis}[_bn|_moe]{depth}[_v{n}]``              ``vgg_kagn11_v4``, ``resnet_kagn_bn50``,
+  family: ``vgg``, ``resnet``, ``densenet``               ``densenet_kacn121``
+``simple_conv_{basis}``, ``eight_simple_conv_{basis}``    ``simple_conv_kagn``
+``ukanet_{basis}{depth}``                                 ``ukanet_kagn3``
+``u2kanet_{basis}[_small]``                               ``u2kanet_kagn_small``
+=======================================================  =========================================
+
+``{basis}`` is one of the basis tags of :data:`kanzoo.models._base.BASIS_TAGS` (``kagn``: Gram,
+``kaln``: Legendre, ``kacn``: Chebyshev, ``kajn``: Jacobi, ``kabn``: Bernstein, ``kan``: B-spline,
+``fastkan``: Gaussian RBF, ``wavkan``: wavelet, ``relukan``: ReLU-KAN). ``_bn`` marks the variant with a
+bottleneck KAN conv, ``_moe`` the mixture-of-experts variant, ``_v{n}`` a revision of an architecture
+(torch-conv-kan's ``VGG..._v2``/``_v4``). Pretrained weights are tags: ``name.{recipe}_{dataset}``.
+"""
+import re
+from typing import Dict, List, Optional
+
+from ._base import BASIS_TAGS
+
+__all__ = ["CNN_FAMILIES", "NAME_PATTERNS", "SCHEME", "parse_model_name"]
+
+#: classification families that follow ``{family}_{basis}[_bn|_moe]{depth}[_v{n}]``
+CNN_FAMILIES = ("vgg", "resnet", "densenet")
+
+# longest tag first, so that an alternation never stops at a tag that prefixes another one
+_BASIS = "|".join(sorted(map(re.escape, BASIS_TAGS), key=lambda t: (-len(t), t)))
+
+#: scheme name -> (readable form, regex with named groups family/basis/variant/depth/version)
+SCHEME: Dict[str, tuple] = {
+    "cnn": ("{family}_{basis}[_bn|_moe]{depth}[_v{n}]",
+            rf"(?P<family>{'|'.join(CNN_FAMILIES)})_(?P<basis>{_BASIS})(?:_(?P<variant>bn|moe))?"
+            rf"(?P<depth>\d+)(?:_v(?P<version>\d+))?"),
+    "simple_conv": ("simple_conv_{basis}, eight_simple_conv_{basis}",
+                    rf"(?P<family>simple_conv|eight_simple_conv)_(?P<basis>{_BASIS})"),
+    "ukanet": ("ukanet_{basis}{depth}", rf"(?P<family>ukanet)_(?P<basis>{_BASIS})(?P<depth>\d+)"),
+    "u2kanet": ("u2kanet_{basis}[_small]", rf"(?P<family>u2kanet)_(?P<basis>{_BASIS})(?:_(?P<variant>small))?"),
+}
+
+#: the compiled, anchored regexes of :data:`SCHEME`
+NAME_PATTERNS: Dict[str, "re.Pattern[str]"] = {k: re.compile(rf"^{rx}$") for k, (_, rx) in SCHEME.items()}
+
+
+def parse_model_name(name: str) -> Optional[Dict[str, str]]:
+    """Splits a kanzoo model name (a ``.tag`` suffix is ignored) into its scheme parts.
+
+    Returns ``None`` for a name outside the scheme, otherwise a dict with ``scheme``, ``family``, ``basis``
+    (the basis name, e.g. ``'gram'``), ``basis_tag`` and, where the name has them, ``variant``, ``depth``
+    and ``version``.
+
+    >>> parse_model_name('vgg_kagn_bn11_v4')['basis'], parse_model_name('vgg_kagn_bn11_v4')['depth']
+    ('gram', '11')
+    >>> parse_model_name('resnet18') is None
+    True
+    """
+    arch = name.split(".", 1)[0]
+    for scheme, rx in NAME_PATTERNS.items():
+        m = rx.match(arch)
+        if m:
+            parts = {k: v for k, v in m.groupdict().items() if v is not None}
+            parts["basis_tag"] = parts.pop("basis")
+            return dict(scheme=scheme, basis=BASIS_TAGS[parts["basis_tag"]], **parts)
+    return None
+
+
+def scheme_lines() -> List[str]:
+    """The readable patterns, one per scheme (for docs and error messages)."""
+    return [readable for readable, _ in SCHEME.values()]
