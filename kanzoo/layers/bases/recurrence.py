@@ -9,7 +9,6 @@ convolution itself needs, and backward costs a few elementwise passes instead of
 Scripting, tracing, export and no-grad inference use the plain path (``forward_eager``); both compute
 the same numbers.
 """
-import math
 from typing import List, Optional, Tuple
 
 import torch
@@ -27,12 +26,13 @@ def _act(p: torch.Tensor, act: str) -> torch.Tensor:
     return p
 
 
-def _act_grad(p: torch.Tensor, act: str) -> torch.Tensor:
+def _act_backward(g: torch.Tensor, p: torch.Tensor, act: str) -> torch.Tensor:
+    """g·σ'(p) as one fused kernel where torch has one."""
     if act == "silu":
-        s = torch.sigmoid(p)
-        return s * (1.0 + p * (1.0 - s))
-    # exact (erf) GELU: Φ(p) + p·φ(p)
-    return 0.5 * (1.0 + torch.erf(p * (1.0 / math.sqrt(2.0)))) + p * torch.exp(-0.5 * p * p) / math.sqrt(2.0 * math.pi)
+        return torch.ops.aten.silu_backward(g, p)
+    if act == "gelu":
+        return torch.ops.aten.gelu_backward(g, p)
+    return g
 
 
 def _polynomials(t: torch.Tensor, a: List[float], b: List[float], c: torch.Tensor, degree: int) -> List[torch.Tensor]:
@@ -71,22 +71,22 @@ class _ThreeTermFunction(torch.autograd.Function):
         degree = len(a) - 1
         off = 1 if ctx.has_prefix else 0
         p = _polynomials(t, a, b, c, degree)
-        grad_t = torch.zeros_like(t)
+        grad_t: Optional[torch.Tensor] = None
         grad_c = torch.zeros_like(c) if ctx.needs_input_grad[1] else None
         g1: Optional[torch.Tensor] = None   # adjoint of P_{i+1}
         g2: Optional[torch.Tensor] = None   # adjoint of P_{i+2}
         for i in range(degree, 0, -1):
-            g = grad.select(2, off + i)
-            if act != "identity":
-                g = g * _act_grad(p[i], act)
+            g = _act_backward(grad.select(2, off + i), p[i], act)
             if g1 is not None:
                 g = torch.addcmul(g + g1 * b[i + 1] if b[i + 1] != 0.0 else g, t, g1, value=a[i + 1])
             if g2 is not None:
-                g = g - g2 * c[i + 2]
-            grad_t = torch.addcmul(grad_t, g, p[i - 1], value=a[i])
+                g = torch.addcmul(g, g2, -c[i + 2])
+            grad_t = g * a[i] * p[i - 1] if grad_t is None else torch.addcmul(grad_t, g, p[i - 1], value=a[i])
             if grad_c is not None and i >= 2:
-                grad_c[i] = -(g * p[i - 2]).sum()
+                grad_c[i] = -(g.sum() if i == 2 else torch.dot(g.reshape(-1), p[i - 2].reshape(-1)))
             g1, g2 = g, g1
+        if grad_t is None:
+            grad_t = torch.zeros_like(t)
         grad_prefix = grad.select(2, 0) if ctx.has_prefix and ctx.needs_input_grad[2] else None
         return grad_t, grad_c, grad_prefix, None, None, None
 
