@@ -62,5 +62,5 @@ def create_basis(basis: BasisType, num_channels: int, device=None, dtype=None, *
 
 __all__ = [
     "Basis", "BernsteinBasis", "BSplineBasis", "ChebyshevBasis", "GramBasis", "JacobiBasis", "LegendreBasis",
-    "RBFBasis", "ReLUBasis", "WaveletBasis", "create_basis", "get_basis_class", "list_bases", "register_basis",
+    "RBFBasis", "ReLUBasis", "WaveletBasis", "wavelet", "create_basis", "get_basis_class", "list_bases", "register_basis",
 ]

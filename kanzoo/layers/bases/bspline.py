@@ -5,7 +5,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .elementwise import ClosedFormBasis
+from .base import Basis, cat_basis
 
 
 def uniform_knots(grid_size: int, spline_order: int, grid_range: Sequence[float], device=None) -> torch.Tensor:
@@ -16,7 +16,7 @@ def uniform_knots(grid_size: int, spline_order: int, grid_range: Sequence[float]
                           dtype=torch.float32, device=device)
 
 
-class BSplineBasis(ClosedFormBasis):
+class BSplineBasis(Basis):
     r"""B-splines of order K on a uniform grid (Cox-de Boor recursion).
 
     .. math::
@@ -74,22 +74,9 @@ class BSplineBasis(ClosedFormBasis):
     def values(self, x: torch.Tensor) -> torch.Tensor:
         return self._levels(x, self.spline_order)
 
-    def derivatives(self, x: torch.Tensor) -> torch.Tensor:
-        """dB_{j,K}/dx, carried through the same recursion (forward mode), so it is the exact derivative of
-        the float32-rounded-knot recursion that ``values`` computes."""
-        shape = [1, 1, -1] + [1] * (x.dim() - 2)
-        t = self.grid.to(x.dtype)
-        xe = x.unsqueeze(2)
-        b = ((xe >= t[:-1].view(shape)) & (xe < t[1:].view(shape))).to(x.dtype)
-        db = torch.zeros_like(b)
-        for k in range(1, self.spline_order + 1):
-            left_den, right_den = self._denominators(k, x.dtype)
-            inv_l, inv_r = 1.0 / left_den.view(shape), 1.0 / right_den.view(shape)
-            wl = (xe - t[: -(k + 1)].view(shape)) / left_den.view(shape)
-            wr = (t[k + 1:].view(shape) - xe) / right_den.view(shape)
-            db = inv_l * b[:, :, :-1] + wl * db[:, :, :-1] - inv_r * b[:, :, 1:] + wr * db[:, :, 1:]
-            b = wl * b[:, :, :-1] + wr * b[:, :, 1:]
-        return db
+    def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
+        # plain autograd: measured faster here than a fused derivative pass (benchmarks/layers.py)
+        return cat_basis(self.values(x), prefix)
 
     def extra_repr(self) -> str:
         return f"grid_size={self.grid_size}, spline_order={self.spline_order}, grid_range={self.grid_range}"

@@ -1,7 +1,7 @@
-"""A fused backward for parameter-free bases whose derivative has a closed form (B-spline, RBF).
+"""A fused backward for parameter-free bases whose derivative has a closed form (RBF).
 
-Training through autograd keeps every intermediate of the basis (the Cox-de Boor levels, the scaled
-distances) until backward; these are (N, C, F, ...) tensors, several times the layer input. Here the
+Training through autograd keeps the intermediates of the basis (the scaled distances and their
+exponentials) until backward; these are (N, C, F, ...) tensors, several times the layer input. Here the
 forward runs without a graph and saves only x; backward evaluates dB_f/dx in one go and reduces it
 against the incoming gradient, so the only large tensors alive are transient.
 """

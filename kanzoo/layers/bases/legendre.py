@@ -45,7 +45,7 @@ class LegendreBasis(ThreeTermBasis):
         self.c = ([0.0] + [(i - 1.0) / i for i in range(1, degree + 1)])
 
     def _rescale(self, x: torch.Tensor) -> torch.Tensor:
-        n, c = x.shape[0], x.shape[1]
+        n = x.shape[0]
         if self.minmax == "batch":
             lo, hi = torch.aminmax(x.transpose(0, 1).reshape(self.groups, -1), dim=1)
             lo, hi = lo.view(1, self.groups, 1), hi.view(1, self.groups, 1)

@@ -2,7 +2,7 @@
 arXiv 2405.06721)."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 
