@@ -41,6 +41,8 @@ LAYERS = {
     "bspline": (dict(basis="bspline"), "KANConv2DLayer", {}, ">=3x ref fb"),
     "rbf": (dict(basis="rbf"), "FastKANConv2DLayer", {}, ">=3x ref fb"),
     "relu": (dict(basis="relu"), "ReLUKANConv2DLayer", {}, ""),
+    "bspline_compiled": (dict(basis="bspline", compiled=True), "KANConv2DLayer", {}, ">=3x ref fb"),
+    "rbf_compiled": (dict(basis="rbf", compiled=True), "FastKANConv2DLayer", {}, ">=3x ref fb"),
     "wavelet_edge": (dict(kind="wavelet_edge"), "WavKANConv2DLayer", {}, ">=3x ref fb"),
     "wavelet_basis": (dict(basis="wavelet"), None, {}, ""),
     "bottleneck_gram": (dict(kind="bottleneck", basis="gram"), "BottleNeckKAGNConv2DLayer", {}, ""),
@@ -51,13 +53,17 @@ def build_kanzoo(name, c_in, c_out, k, degree, device):
     from kanzoo import layers as L
     kw = dict(LAYERS[name][0])
     kind = kw.pop("kind", "kan")
+    compiled = kw.pop("compiled", False)
     if kw.get("basis") in POLY:
         kw["degree"] = degree
     if kind == "wavelet_edge":
         return L.WaveletKANConv2d(c_in, c_out, k, padding=k // 2, device=device)
     if kind == "bottleneck":
         return L.BottleneckKANConvNd(c_in, c_out, k, padding=k // 2, device=device, **kw)
-    return L.KANConvNd(c_in, c_out, k, padding=k // 2, device=device, **kw)
+    layer = L.KANConvNd(c_in, c_out, k, padding=k // 2, device=device, **kw)
+    if compiled:  # torch.compile of the basis function (compiled during the warm-up rounds)
+        L.compile_bases(layer)
+    return layer
 
 
 def build_reference(name, c_in, c_out, k, degree, device, ref_path):
@@ -151,6 +157,12 @@ def measure_memory_here(which, name, args):
     device = torch.device(args.device)
     model = build(which, name, args, device).train()
     inputs = with_grad(make_inputs(which, args, device))
+    if which == "kanzoo" and LAYERS[name][0].get("compiled"):
+        out = model(inputs)  # compile first: measure the compiled kernel, not the compiler
+        out.sum().backward()
+        model.zero_grad(set_to_none=True)
+        inputs = with_grad(make_inputs(which, args, device))
+        del out
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()

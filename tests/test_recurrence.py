@@ -75,3 +75,21 @@ def test_closed_form_backward_matches_autograd(name, kw):
     want = torch.autograd.grad(plain, (x, pre), g, allow_unused=True)
     for a, b, ref in zip(got, want, (x, pre)):
         torch.testing.assert_close(a, _zeros_if_none(b, ref), rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["bspline", "rbf"])
+def test_compiled_bases_match_eager(name):
+    """``compile_bases`` (torch.compile of the basis function) gives the eager outputs and gradients."""
+    from kanzoo.layers import KANConvNd, compile_bases
+    torch.manual_seed(0)
+    layer = KANConvNd(3, 4, 3, padding=1, basis=name).double()
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64, requires_grad=True)
+    want = layer(x)
+    g_want, = torch.autograd.grad(want.sum(), x)
+    assert compile_bases(layer) == 1 and layer.basis.compile_values
+    got = layer(x)
+    g_got, = torch.autograd.grad(got.sum(), x)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(g_got, g_want, rtol=1e-12, atol=1e-12)
+    assert compile_bases(layer, enabled=False) == 1 and not layer.basis.compile_values

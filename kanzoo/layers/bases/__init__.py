@@ -29,6 +29,21 @@ _BASES: Dict[str, Type[Basis]] = {
 BasisType = Union[str, Type[Basis], Callable[..., Basis]]
 
 
+def compile_bases(model, enabled: bool = True) -> int:
+    """Turns ``torch.compile`` on (or off) for the bases of ``model`` that support it (B-spline, RBF).
+
+    Returns how many bases were switched. Off by default: the first call per input shape compiles, and
+    it needs a working compiler (a C++ toolchain on CPU). See :class:`~kanzoo.layers.bases.base.CompilableValues`.
+    """
+    from .base import CompilableValues
+    n = 0
+    for m in model.modules():
+        if isinstance(m, CompilableValues):
+            m.compile_values = bool(enabled)
+            n += 1
+    return n
+
+
 def register_basis(name: str, cls: Type[Basis]) -> None:
     """Makes ``cls`` available to every KAN layer as ``basis=name``."""
     _BASES[name] = cls
@@ -62,5 +77,5 @@ def create_basis(basis: BasisType, num_channels: int, device=None, dtype=None, *
 
 __all__ = [
     "Basis", "BernsteinBasis", "BSplineBasis", "ChebyshevBasis", "GramBasis", "JacobiBasis", "LegendreBasis",
-    "RBFBasis", "ReLUBasis", "WaveletBasis", "wavelet", "create_basis", "get_basis_class", "list_bases", "register_basis",
+    "RBFBasis", "ReLUBasis", "WaveletBasis", "wavelet", "compile_bases", "create_basis", "get_basis_class", "list_bases", "register_basis",
 ]

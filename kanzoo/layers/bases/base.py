@@ -36,6 +36,36 @@ class Basis(nn.Module):
         return f"num_basis={self.num_basis}"
 
 
+class CompilableValues(nn.Module):
+    """Mixin for bases computed by one elementwise function ``values(x)`` (B-spline, RBF).
+
+    With ``compile_values = True`` (see :func:`kanzoo.layers.compile_bases`) that function runs through
+    ``torch.compile``: inductor fuses the whole basis into one loop (C++ on CPU, Triton on GPU) and
+    derives its backward, instead of one pass over (N, C, F, ...) per elementary op. The first call per
+    input shape compiles (seconds); scripting, tracing and export always use the eager function.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.compile_values = False
+
+    def values(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.jit.unused
+    def _compiled_values(self, x: torch.Tensor) -> torch.Tensor:
+        fn = self.__dict__.get("_compiled_fn")
+        if fn is None:
+            fn = torch.compile(self.values, dynamic=False)
+            self.__dict__["_compiled_fn"] = fn
+        return fn(x)
+
+    def evaluate(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting() or torch.jit.is_tracing() or not self.compile_values:
+            return self.values(x)
+        return self._compiled_values(x)
+
+
 def stack_basis(parts: List[torch.Tensor], prefix: Optional[torch.Tensor]) -> torch.Tensor:
     """Stacks per-function tensors (each shaped like the input) on a new axis 2, with ``prefix`` first."""
     if prefix is not None:

@@ -9,7 +9,7 @@ from typing import Optional
 
 import torch
 
-from .base import Basis, cat_basis
+from .base import Basis, CompilableValues, cat_basis
 
 
 class _ClosedFormFunction(torch.autograd.Function):
@@ -18,7 +18,7 @@ class _ClosedFormFunction(torch.autograd.Function):
         ctx.basis, ctx.has_prefix = basis, prefix is not None
         ctx.save_for_backward(x)
         with torch.no_grad():
-            return cat_basis(basis.values(x), prefix)
+            return cat_basis(basis.evaluate(x), prefix)
 
     @staticmethod
     def backward(ctx, grad):
@@ -31,7 +31,7 @@ class _ClosedFormFunction(torch.autograd.Function):
         return grad_x, grad_prefix, None
 
 
-class ClosedFormBasis(Basis):
+class ClosedFormBasis(Basis, CompilableValues):
     """Base of bases with ``values(x)`` and ``derivatives(x)`` (both (N, C, F, ...)) and no learnable
     parameters. Scripting, tracing and no-grad inference use ``values`` directly."""
 
@@ -49,5 +49,5 @@ class ClosedFormBasis(Basis):
         if torch.jit.is_scripting() or torch.jit.is_tracing() or not torch.is_grad_enabled():
             return cat_basis(self.values(x), prefix)
         if not x.requires_grad and (prefix is None or not prefix.requires_grad):
-            return cat_basis(self.values(x), prefix)
+            return cat_basis(self.evaluate(x), prefix)
         return self._forward_fused(x, prefix)
