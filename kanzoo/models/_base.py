@@ -92,6 +92,16 @@ class KANClassifier(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+def unwrap_checkpoint(state_dict: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+    """The model weights of a training checkpoint (``state_dict_ema`` > ``state_dict`` > ``model``), as a
+    new dict; a plain state dict is copied."""
+    for key in ("state_dict_ema", "state_dict", "model"):
+        if key in state_dict and isinstance(state_dict[key], dict):
+            state_dict = state_dict[key]
+            break
+    return dict(state_dict)
+
+
 def adapt_kan_stem(state_dict: Dict[str, torch.Tensor], key_prefix: str, in_chans: int) -> None:
     """Adapts a KAN stem's weights (``weight`` and ``basis_weight``, input channels on dim 1) to ``in_chans``.
 

@@ -29,7 +29,7 @@ from timm.models._manipulate import MATCH_PREV_GROUP, checkpoint
 from torch import nn
 
 from ..layers import KANConv2d
-from ._base import BASIS_TAGS, PAPER_TCK, KANClassifier, _cfg, adapt_kan_stem, default_basis_kwargs, \
+from ._base import BASIS_TAGS, PAPER_TCK, KANClassifier, _cfg, adapt_kan_stem, default_basis_kwargs, unwrap_checkpoint, \
     register_variants
 
 __all__ = ["DenseNetKAN"]
@@ -234,11 +234,7 @@ class DenseNetKAN(KANClassifier):
 
 def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: DenseNetKAN) -> Dict[str, torch.Tensor]:
     """Unwraps training checkpoints and adapts the stem to the model's ``in_chans``."""
-    for key in ("state_dict_ema", "state_dict", "model"):
-        if key in state_dict and isinstance(state_dict[key], dict):
-            state_dict = state_dict[key]
-            break
-    state_dict = dict(state_dict)
+    state_dict = unwrap_checkpoint(state_dict)
     adapt_kan_stem(state_dict, "features.conv0", model.in_chans)
     return state_dict
 

@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..layers import KANConv2d, MoEKANConv2d, create_norm, get_act_layer, get_basis_class
-from ._base import BASIS_TAGS, PAPER_TCK, KANClassifier, _cfg, adapt_kan_stem, default_basis_kwargs, register_variants
+from ._base import BASIS_TAGS, PAPER_TCK, KANClassifier, _cfg, adapt_kan_stem, default_basis_kwargs, register_variants, unwrap_checkpoint
 
 __all__ = ["ResNetKAN", "ResNetKANMoE", "BasicBlockKAN", "BottleneckKAN", "MoEKANConvNormAct"]
 
@@ -347,11 +347,7 @@ class ResNetKANMoE(ResNetKAN):
 
 def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: ResNetKAN) -> Dict[str, torch.Tensor]:
     """Unwraps training checkpoints and adapts the KAN stem to the model's ``in_chans``."""
-    for key in ("state_dict_ema", "state_dict", "model"):
-        if key in state_dict and isinstance(state_dict[key], dict):
-            state_dict = state_dict[key]
-            break
-    state_dict = dict(state_dict)
+    state_dict = unwrap_checkpoint(state_dict)
     adapt_kan_stem(state_dict, "conv1", model.in_chans)
     return state_dict
 

@@ -15,7 +15,9 @@ from timm.models._manipulate import checkpoint_seq
 from torch import nn
 
 from ..layers import KANConv2d
-from ._base import BASIS_TAGS, PAPER_TCK, KANClassifier, _cfg, default_basis_kwargs, register_variants
+from ._base import (
+    BASIS_TAGS, PAPER_TCK, KANClassifier, _cfg, adapt_kan_stem, default_basis_kwargs, register_variants, unwrap_checkpoint,
+)
 
 __all__ = ["SimpleConvKAN"]
 
@@ -84,12 +86,7 @@ class SimpleConvKAN(KANClassifier):
 
 def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: SimpleConvKAN) -> Dict[str, torch.Tensor]:
     """Unwraps training checkpoints and adapts the stem to the model's ``in_chans``."""
-    from ._base import adapt_kan_stem
-    for key in ("state_dict_ema", "state_dict", "model"):
-        if key in state_dict and isinstance(state_dict[key], dict):
-            state_dict = state_dict[key]
-            break
-    state_dict = dict(state_dict)
+    state_dict = unwrap_checkpoint(state_dict)
     adapt_kan_stem(state_dict, "stages.0", model.in_chans)
     return state_dict
 

@@ -30,7 +30,7 @@ from timm.models._manipulate import checkpoint
 from torch import nn
 
 from ..layers import KANConv2d
-from ._base import PAPER_TCK, _cfg, adapt_kan_stem, default_basis_kwargs, register_variants
+from ._base import PAPER_TCK, _cfg, adapt_kan_stem, default_basis_kwargs, register_variants, unwrap_checkpoint
 
 __all__ = ["UKANet", "U2KANet"]
 
@@ -473,11 +473,7 @@ class U2KANet(_KANSegmenter):
 def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: nn.Module) -> Dict[str, torch.Tensor]:
     """Unwraps training checkpoints, adapts the first conv to ``in_chans`` and drops head tensors whose shape
     differs from the model's (U²-Net's side convs depend on ``num_classes`` as well as the fuse conv)."""
-    for key in ("state_dict_ema", "state_dict", "model"):
-        if key in state_dict and isinstance(state_dict[key], dict):
-            state_dict = state_dict[key]
-            break
-    state_dict = dict(state_dict)
+    state_dict = unwrap_checkpoint(state_dict)
     adapt_kan_stem(state_dict, "stem" if isinstance(model, UKANet) else "stages.0.conv_in", model.in_chans)
     own = model.state_dict()
     for k in [k for k in state_dict if k.startswith("head.")]:

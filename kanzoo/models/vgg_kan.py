@@ -25,7 +25,7 @@ from timm.models._manipulate import checkpoint_seq
 from torch import nn
 
 from ..layers import BottleneckKANConv2d, KANConv2d, KANSelfAttention
-from ._base import BASIS_TAGS, PAPER_TCK, KANClassifier, _cfg, adapt_kan_stem, default_basis_kwargs, \
+from ._base import BASIS_TAGS, PAPER_TCK, KANClassifier, _cfg, adapt_kan_stem, default_basis_kwargs, unwrap_checkpoint, \
     register_variants
 
 __all__ = ["VGGKAN", "CFGS"]
@@ -227,11 +227,7 @@ def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: VGGKAN) -> 
     ``model.in_chans``.
     """
     from ..compat.tck.vgg import convert_vgg_state, is_reference_vgg_state
-    for key in ("state_dict_ema", "state_dict", "model"):
-        if key in state_dict and isinstance(state_dict[key], dict):
-            state_dict = state_dict[key]
-            break
-    state_dict = dict(state_dict)
+    state_dict = unwrap_checkpoint(state_dict)
     if state_dict and all(k.startswith("module.") for k in state_dict):
         state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
     if is_reference_vgg_state(state_dict):
