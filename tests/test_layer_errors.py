@@ -226,3 +226,11 @@ def test_forward_error_is_not_an_opaque_conv_error():
             layer(x)
         assert "weight" not in str(info.value) and "groups" not in str(info.value)
     assert math.prod(layer(torch.randn(1, 4, 5, 5)).shape) == 8 * 25
+
+
+@pytest.mark.parametrize("cls", [KANConvNd, BottleneckKANConvNd])
+def test_input_smaller_than_kernel_is_a_clear_error(cls):
+    layer = cls(4, 4, 5, dilation=2)
+    with pytest.raises(ValueError, match=r"spatial size \[6, 6\].*needs at least 9"):
+        layer(torch.randn(1, 4, 6, 6))
+    assert layer(torch.randn(1, 4, 10, 10)).shape == (1, 4, 2, 2)

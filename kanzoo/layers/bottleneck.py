@@ -10,7 +10,7 @@ from torch import nn
 
 from ._utils import IntOrTuple, check_probability, fixed_ndim, init_conv_geometry
 from .bases import BasisType, create_basis, get_basis_class
-from .conv import _DROPOUT, check_input, conv_nd
+from .conv import _DROPOUT, check_input, check_spatial, conv_nd
 from .create import LayerType, create_norm, get_act_layer
 
 
@@ -105,6 +105,7 @@ class BottleneckKANConvNd(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.ndim, self.in_channels, "BottleneckKANConvNd")
+        check_spatial(x, self.kernel_size, self.padding, self.dilation, "BottleneckKANConvNd")
         ones = [1] * self.ndim
         zeros = [0] * self.ndim
         base = conv_nd(self.base_act(x), self.weight, self.stride, self.padding, self.dilation, self.groups, self.ndim)

@@ -37,6 +37,17 @@ def check_input(x: torch.Tensor, ndim: int, channels: int, name: str) -> None:
             name, channels, x.shape[1], list(x.shape)))
 
 
+def check_spatial(x: torch.Tensor, kernel_size: List[int], padding: List[int], dilation: List[int],
+                  name: str) -> None:
+    """Raises a ValueError when an input is smaller than the (dilated, padded) kernel."""
+    for i in range(len(kernel_size)):
+        need = dilation[i] * (kernel_size[i] - 1) + 1 - 2 * padding[i]
+        if x.shape[2 + i] < need:
+            raise ValueError("{} input spatial size {} is smaller than its kernel allows: dim {} needs at least {} "
+                             "(kernel_size {}, dilation {}, padding {}); use a larger input or more padding".format(
+                                 name, list(x.shape[2:]), i, need, kernel_size, dilation, padding))
+
+
 class KANConvNd(nn.Module):
     r"""A Kolmogorov-Arnold convolution over a learnable univariate basis.
 
@@ -154,6 +165,7 @@ class KANConvNd(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.ndim, self.in_channels, "KANConvNd")
+        check_spatial(x, self.kernel_size, self.padding, self.dilation, "KANConvNd")
         z = self.dropout(self.basis_norm(x))
         w = self.basis_weight
         if self.weight is not None and self.basis_layout == "channel":
