@@ -5,7 +5,7 @@ from .bases import (
 )
 from .bottleneck import BottleneckKANConv1d, BottleneckKANConv2d, BottleneckKANConv3d, BottleneckKANConvNd
 from .conv import KANConv1d, KANConv2d, KANConv3d, KANConvNd
-from .create import create_norm, get_act_layer
+from .create import create_act, create_norm, get_act_layer
 from .linear import BottleneckKANLinear, KANLinear, WaveletKANLinear
 from .wavelet_conv import WaveletKANConv1d, WaveletKANConv2d, WaveletKANConv3d, WaveletKANConvNd
 from .attention import (
@@ -61,6 +61,7 @@ __all__ = [
     "WaveletKANConvNd",
     "WaveletKANLinear",
     "compile_bases",
+    "create_act",
     "create_basis",
     "create_norm",
     "get_act_layer",

@@ -11,7 +11,7 @@ from torch import nn
 from ._utils import IntOrTuple, check_probability, fixed_ndim, init_conv_geometry
 from .bases import BasisType, create_basis, get_basis_class
 from .conv import _DROPOUT, check_input, check_spatial, conv_nd
-from .create import LayerType, create_norm, get_act_layer
+from .create import create_act, create_norm, get_act_layer, LayerType
 
 
 def bottleneck_width(in_per_group: int, out_per_group: int, dim_reduction: float, min_internal: int) -> int:
@@ -75,15 +75,12 @@ class BottleneckKANConvNd(nn.Module):
         inner = self.inner_channels
 
         basis_cls = get_basis_class(basis)
-        if basis_cls.__name__ == "LegendreBasis":
-            basis_kwargs.setdefault("groups", groups)
-        self.basis = create_basis(basis_cls, inner * groups, **dd, **basis_kwargs)
+        self.basis = create_basis(basis_cls, inner * groups, groups=groups, **dd, **basis_kwargs)
         self.num_basis = self.basis.num_basis
         self.base_act = get_act_layer(base_act, basis_cls.default_base_act or "identity")()
         norm = basis_cls.default_norm if norm_layer is None else norm_layer
         self.norm = create_norm(norm, out_channels, ndim, **dd, **(norm_kwargs or {}))
-        act_cls = get_act_layer(act_layer, basis_cls.default_act)
-        self.act = act_cls(num_parameters=out_channels, **dd) if act_cls is nn.PReLU else act_cls()
+        self.act = create_act(act_layer, out_channels, basis_cls.default_act, **dd)
         self.dropout = _DROPOUT[ndim](check_probability(dropout)) if dropout > 0 else nn.Identity()
 
         ones = (1,) * ndim

@@ -11,7 +11,7 @@ from torch import nn
 
 from ._utils import IntOrTuple, check_probability, fixed_ndim, init_conv_geometry
 from .bases import BasisType, create_basis, get_basis_class
-from .create import LayerType, create_norm, get_act_layer
+from .create import create_act, create_norm, get_act_layer, LayerType
 
 _DROPOUT = {1: nn.Dropout1d, 2: nn.Dropout2d, 3: nn.Dropout3d}
 
@@ -129,16 +129,13 @@ class KANConvNd(nn.Module):
         self.basis_layout = basis_layout
 
         basis_cls = get_basis_class(basis)
-        if basis_cls.__name__ == "LegendreBasis":
-            basis_kwargs.setdefault("groups", groups)
-        self.basis = create_basis(basis_cls, in_channels, **dd, **basis_kwargs)
+        self.basis = create_basis(basis_cls, in_channels, groups=groups, **dd, **basis_kwargs)
         self.num_basis = self.basis.num_basis
         self.use_base = basis_cls.default_use_base if use_base is None else bool(use_base)
         self.base_act = get_act_layer(base_act, basis_cls.default_base_act, name="base_act")()
         norm = basis_cls.default_norm if norm_layer is None else norm_layer
         self.norm = create_norm(norm, out_channels, ndim, **dd, **(norm_kwargs or {}))
-        act_cls = get_act_layer(act_layer, basis_cls.default_act)
-        self.act = act_cls(num_parameters=out_channels, **dd) if act_cls is nn.PReLU else act_cls()
+        self.act = create_act(act_layer, out_channels, basis_cls.default_act, **dd)
         self.basis_norm = (create_norm(basis_norm, in_channels, ndim, name="basis_norm", **dd) if basis_norm is not None
                            else nn.Identity())
         self.dropout = _DROPOUT[ndim](check_probability(dropout)) if dropout > 0 else nn.Identity()

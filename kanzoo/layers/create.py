@@ -65,6 +65,13 @@ def get_act_layer(act: LayerType, default: Optional[str] = None, name: str = "ac
     raise TypeError(f"{name} must be a name or an nn.Module class, got {type(act).__name__}")
 
 
+def create_act(act: LayerType, num_features: int, default: Optional[str] = None, name: str = "act_layer",
+               device=None, dtype=None) -> nn.Module:
+    """Builds an output activation; ``'prelu'`` gets one learnable slope per feature (``num_features``)."""
+    cls = get_act_layer(act, default, name=name)
+    return cls(num_parameters=num_features, device=device, dtype=dtype) if cls is nn.PReLU else cls()
+
+
 def act_name(act: LayerType) -> Optional[str]:
     """The canonical name of an activation given as a class or name; None if it has none."""
     if act is None or isinstance(act, str):

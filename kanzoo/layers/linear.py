@@ -13,7 +13,7 @@ from ._utils import check_probability
 from .bases import BasisType, create_basis, get_basis_class
 from .bases.wavelet import check_wavelet, wavelet
 from .bottleneck import bottleneck_width
-from .create import LayerType, create_norm, get_act_layer
+from .create import create_act, create_norm, get_act_layer, LayerType
 
 
 def check_features(x: torch.Tensor, features: int, name: str) -> None:
@@ -35,10 +35,6 @@ def _check_features_arg(in_features: int, out_features: int) -> None:
 def _linear_norm_name(basis_default: LayerType) -> LayerType:
     # a conv's per-sample InstanceNorm becomes a LayerNorm over the features of a linear layer
     return "layer" if basis_default == "instance" else basis_default
-
-
-def _make_act(act_cls, num_features: int, dd: dict) -> nn.Module:
-    return act_cls(num_parameters=num_features, **dd) if act_cls is nn.PReLU else act_cls()
 
 
 def _uniform_(w: torch.Tensor, fan_in: int) -> None:
@@ -122,7 +118,7 @@ class KANLinear(nn.Module):
         self.base_act = get_act_layer(base_act, basis_cls.default_base_act)()
         norm = _linear_norm_name(basis_cls.default_norm) if norm_layer is None else norm_layer
         self.norm = create_norm(norm, out_features, 0, **dd, **(norm_kwargs or {}))
-        self.act = _make_act(get_act_layer(act_layer, basis_cls.default_act), out_features, dd)
+        self.act = create_act(act_layer, out_features, basis_cls.default_act, **dd)
         self.basis_norm = create_norm(basis_norm, in_features, 0, **dd) if basis_norm is not None else nn.Identity()
         self.dropout = nn.Dropout(check_probability(dropout)) if dropout > 0 else nn.Identity()
 
@@ -226,7 +222,7 @@ class BottleneckKANLinear(nn.Module):
         self.base_act = get_act_layer(base_act, basis_cls.default_base_act)()
         norm = _linear_norm_name(basis_cls.default_norm) if norm_layer is None else norm_layer
         self.norm = create_norm(norm, out_features, 0, **dd, **(norm_kwargs or {}))
-        self.act = _make_act(get_act_layer(act_layer, basis_cls.default_act), out_features, dd)
+        self.act = create_act(act_layer, out_features, basis_cls.default_act, **dd)
         self.dropout = nn.Dropout(check_probability(dropout)) if dropout > 0 else nn.Identity()
 
         if self.use_base:
@@ -320,7 +316,7 @@ class WaveletKANLinear(nn.Module):
         self.use_base = bool(use_base)
         self.base_act = get_act_layer(base_act, "silu")()
         self.norm = create_norm(norm_layer, out_features, 0, **dd, **(norm_kwargs or {}))
-        self.act = _make_act(get_act_layer(act_layer, "identity"), out_features, dd)
+        self.act = create_act(act_layer, out_features, "identity", **dd)
         self.dropout = nn.Dropout(check_probability(dropout)) if dropout > 0 else nn.Identity()
 
         self.scale = nn.Parameter(torch.empty(out_features, in_features, **dd))

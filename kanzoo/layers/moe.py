@@ -17,7 +17,7 @@ from ._utils import IntOrTuple, check_channels, check_probability, fixed_ndim, i
 from .bases import BasisType, get_basis_class
 from .bottleneck import bottleneck_width
 from .conv import _DROPOUT, KANConvNd, check_input, conv_nd
-from .create import LayerType, create_norm, get_act_layer
+from .create import create_act, create_norm, get_act_layer, LayerType
 
 
 def _check_int(name: str, value, minimum: int) -> int:
@@ -311,8 +311,7 @@ class MoEBottleneckKANConvNd(nn.Module):
         self.base_act = get_act_layer(base_act, basis_cls.default_base_act or "identity")()
         norm = basis_cls.default_norm if norm_layer is None else norm_layer
         self.norm = create_norm(norm, out_channels, ndim, **dd, **(norm_kwargs or {}))
-        act_cls = get_act_layer(act_layer, basis_cls.default_act)
-        self.act = act_cls(num_parameters=out_channels, **dd) if act_cls is nn.PReLU else act_cls()
+        self.act = create_act(act_layer, out_channels, basis_cls.default_act, **dd)
         self.dropout = _DROPOUT[ndim](check_probability(dropout)) if dropout > 0 else nn.Identity()
 
         ones = (1,) * ndim

@@ -13,7 +13,7 @@ from torch.autograd.function import once_differentiable
 from ._utils import IntOrTuple, check_probability, fixed_ndim, init_conv_geometry
 from .bases.wavelet import check_wavelet, wavelet
 from .conv import _DROPOUT, check_input
-from .create import LayerType, create_norm, get_act_layer
+from .create import create_act, create_norm, get_act_layer, LayerType
 
 
 #: default budget of ψ elements per chunk (see ``chunk_size`` of :class:`WaveletKANConvNd`)
@@ -266,8 +266,7 @@ class WaveletKANConvNd(nn.Module):
 
         self.base_act = get_act_layer(base_act, "silu")()
         self.norm = create_norm(norm_layer, out_channels, ndim, **dd, **(norm_kwargs or {}))
-        act_cls = get_act_layer(act_layer, "identity")
-        self.act = act_cls(num_parameters=out_channels, **dd) if act_cls is nn.PReLU else act_cls()
+        self.act = create_act(act_layer, out_channels, "identity", **dd)
         self.dropout = _DROPOUT[ndim](check_probability(dropout)) if dropout > 0 else nn.Identity()
 
         cig, cog = in_channels // groups, out_channels // groups

@@ -30,7 +30,7 @@ from timm.models._manipulate import checkpoint_seq
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..layers import KANConv2d, MoEKANConv2d, create_norm, get_act_layer, get_basis_class
+from ..layers import KANConv2d, MoEKANConv2d, create_act, create_norm, get_basis_class
 from ._base import BASIS_TAGS, PAPER_TCK, KANClassifier, _cfg, adapt_kan_stem, default_basis_kwargs, register_variants, unwrap_checkpoint
 
 __all__ = ["ResNetKAN", "ResNetKANMoE", "BasicBlockKAN", "BottleneckKAN", "MoEKANConvNormAct"]
@@ -61,8 +61,7 @@ class _ConvFactory:
 
     def act(self, channels: int) -> nn.Module:
         """The output activation (the basis's default unless ``act_layer`` is given)."""
-        cls = get_act_layer(self.act_layer, get_basis_class(self.basis).default_act)
-        return cls(num_parameters=channels, **self.dd) if cls is nn.PReLU else cls()
+        return create_act(self.act_layer, channels, get_basis_class(self.basis).default_act, **self.dd)
 
     def norm(self, channels: int) -> nn.Module:
         return create_norm(self.norm_layer, channels, 2, **self.norm_kwargs, **self.dd)

@@ -64,11 +64,14 @@ def get_basis_class(basis: BasisType):
     raise TypeError(f"basis must be a name or a Basis class, got {type(basis).__name__}")
 
 
-def create_basis(basis: BasisType, num_channels: int, device=None, dtype=None, **kwargs) -> Basis:
-    """Builds a basis by name (``'gram'``, ``'bspline'``, ...) for a layer with ``num_channels`` inputs."""
+def create_basis(basis: BasisType, num_channels: int, device=None, dtype=None, groups: int = 1, **kwargs) -> Basis:
+    """Builds a basis by name (``'gram'``, ``'bspline'``, ...) for a layer with ``num_channels`` inputs in
+    ``groups`` channel groups."""
     cls = get_basis_class(basis)
     if getattr(cls, "needs_channels", False):
         kwargs["num_channels"] = num_channels
+    if getattr(cls, "needs_groups", False):
+        kwargs.setdefault("groups", groups)
     try:
         return cls(device=device, dtype=dtype, **kwargs)
     except TypeError as e:

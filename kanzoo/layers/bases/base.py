@@ -25,6 +25,8 @@ class Basis(nn.Module):
     default_norm: Optional[str] = "instance"
     #: True where the basis holds per-channel parameters and takes ``num_channels`` in its constructor.
     needs_channels: bool = False
+    #: True where the basis treats the layer's channel groups separately and takes ``groups``.
+    needs_groups: bool = False
 
     def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
         raise NotImplementedError

@@ -29,6 +29,7 @@ class LegendreBasis(ThreeTermBasis):
     """
 
     default_base_act = "identity"
+    needs_groups = True
 
     def __init__(self, degree: int = 3, groups: int = 1, minmax: str = "sample", eps: float = 1e-12,
                  device=None, dtype=None):
