@@ -67,27 +67,6 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-#: what torch.utils.flop_counter counts, of the ops kanzoo's models run
-_COUNTED_OPS = "convolutions, matmuls (mm/addmm/bmm/baddbmm) and attention"
-
-
-def count_macs(model, input_size, device: str = "meta"):
-    """MACs (FLOPs / 2) of one batch-1 forward at ``input_size`` (C, H, W), by torch.utils.flop_counter.
-
-    Counts only the ops FlopCounterMode has formulas for: convolutions, matmuls (mm/addmm/bmm/baddbmm) and
-    attention. The basis expansion, norms, activations and pooling are elementwise and not counted. On the
-    meta device nothing is computed or allocated. Returns ``(macs, {op: flops})``.
-    """
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    x = torch.randn(1, *input_size, device=device)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model.eval()(x)
-    per_op = {str(k).replace("aten.", ""): v for k, v in counter.get_flop_counts().get("Global", {}).items()}
-    return counter.get_total_flops() / 2, per_op
-
-
 def _fmt_cfg_value(v) -> str:
     if isinstance(v, (tuple, list)):
         if all(isinstance(x, float) for x in v):
@@ -103,6 +82,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     from .models import create_model, list_pretrained
     from .models._factory import model_module
+    from .models._stats import COUNTED_OPS, count_macs
 
     arch = split_model_name_tag(args.name)[0]
     model = create_model(args.name, device="meta")  # raises UnknownModelError with the closest names
@@ -131,7 +111,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         ops = ", ".join(f"{k} {v / 2e9:.3f}" for k, v in sorted(per_op.items(), key=lambda kv: -kv[1]))
         rows.append(("GMACs", f"{macs / 1e9:.3f} at {'x'.join(map(str, input_size))}"
                               + (f" ({ops})" if ops else "")))
-        rows.append(("  counted", f"FLOPs/2 of {_COUNTED_OPS} (torch.utils.flop_counter, {how}); the basis "
+        rows.append(("  counted", f"FLOPs/2 of {COUNTED_OPS} (torch.utils.flop_counter, {how}); the basis "
                                   f"expansion, norms, activations and pooling are not counted"))
 
     tags = [c.split(".", 1)[1] for c in get_arch_pretrained_cfgs(arch) if "." in c]
@@ -153,6 +133,105 @@ def _cmd_info(args: argparse.Namespace) -> int:
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
+    return 0
+
+
+def _weights_cfg(name: str):
+    """The pretrained cfg of ``name.tag`` that has weights (the default tag when none is given)."""
+    from timm.models import get_pretrained_cfg, split_model_name_tag
+
+    from .models import UnknownModelError, list_models, list_pretrained
+
+    arch, _ = split_model_name_tag(name)
+    if arch not in list_models(arch):
+        raise UnknownModelError(f"unknown model {arch!r}; `kanzoo list` shows all models")
+    cfg = get_pretrained_cfg(name)
+    if cfg is None or not cfg.hf_hub_id:
+        raise UnknownModelError(f"{name!r} has no weights on the Hub; tags that do: {list_pretrained()}")
+    return cfg
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    """Fetches weights into the Hugging Face cache (for offline use later) and prints where they are."""
+    from .hub.download import download_weights, split_hub_id
+    from .models import list_pretrained
+
+    names = list_pretrained() if args.all else args.names
+    if not names:
+        print("kanzoo: error: give model names (name.tag or hf-hub:org/repo) or --all", file=sys.stderr)
+        return 2
+    for name in names:
+        t0 = time.perf_counter()
+        if name.startswith("hf-hub:"):
+            from huggingface_hub import hf_hub_download
+
+            repo_id, revision = split_hub_id(name[len("hf-hub:"):])
+            hf_hub_download(repo_id, "config.json", revision=args.revision or revision, cache_dir=args.cache_dir,
+                            library_name="kanzoo")
+            path = download_weights(repo_id, revision=args.revision or revision, cache_dir=args.cache_dir,
+                                    model_name=name)
+        else:
+            cfg = _weights_cfg(name)
+            path = download_weights(cfg.hf_hub_id, filename=cfg.hf_hub_filename, revision=args.revision,
+                                    sha256=getattr(cfg, "sha256", None), cache_dir=args.cache_dir, model_name=name)
+        size = path.stat().st_size
+        print(f"{name}: {path} ({size / 2**20:.1f} MiB, verified, {time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def _load_model_for_cli(args: argparse.Namespace):
+    """The model a command works on: NAME with --pretrained weights or a --checkpoint file (else random)."""
+    from .models import create_model
+
+    overlay = dict(file=args.checkpoint) if getattr(args, "checkpoint", None) else None
+    pretrained = bool(getattr(args, "pretrained", False) or overlay)
+    return create_model(args.name, pretrained=pretrained, pretrained_cfg_overlay=overlay).eval()
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    """Converts an upstream (torch-conv-kan) checkpoint into kanzoo's layout: model.safetensors, config.json,
+    README.md."""
+    from .compat.tck.checkpoint import convert_checkpoint
+    from .hub.publish import save_pretrained
+
+    model = convert_checkpoint(args.source, arch=args.arch, revision=args.revision)
+    out = save_pretrained(model, args.out)
+    arch = model.pretrained_cfg["architecture"]
+    params = sum(p.numel() for p in model.parameters())
+    print(f"converted {args.source} -> {arch} ({params:,} parameters), every upstream key used")
+    print(f"wrote {', '.join(sorted(p.name for p in out.iterdir() if not p.name.startswith('.')))} to {out}")
+    print(f"load it with kanzoo.create_model('local-dir:{out}', pretrained=True)")
+    return 0
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    """Publishes a model (registry weights or a checkpoint) to a Hub repo with config.json and a model card."""
+    from .hub.publish import push_to_hub
+
+    model = _load_model_for_cli(args)
+    url = push_to_hub(model, args.repo, commit_message=args.message, private=args.private or None,
+                      revision=args.revision)
+    print(f"pushed {args.name} to {args.repo}: {url}")
+    print(f"load it with kanzoo.create_model('hf-hub:{args.repo}', pretrained=True)")
+    return 0
+
+
+def _cmd_cards(args: argparse.Namespace) -> int:
+    """Writes (or with --check, compares) one model card per pretrained tag."""
+    from .hub.cards import stale_model_cards, write_model_cards
+
+    if args.check:
+        stale = stale_model_cards(args.out)
+        for s in stale:
+            print(f"stale: {s}")
+        if stale:
+            print(f"kanzoo: {len(stale)} model card(s) differ from the registry; run `kanzoo cards --out {args.out}`",
+                  file=sys.stderr)
+            return 1
+        print(f"model cards in {args.out} are up to date")
+        return 0
+    for path in write_model_cards(args.out):
+        print(path)
     return 0
 
 
@@ -183,6 +262,36 @@ def build_parser() -> argparse.ArgumentParser:
                       help="count MACs at this input size instead of the cfg's")
     info.add_argument("--no-macs", action="store_true", help="skip the MAC count")
     info.set_defaults(func=_cmd_info)
+
+    dl = sub.add_parser("download", help="fetch and verify pretrained weights into the Hugging Face cache")
+    dl.add_argument("names", nargs="*", help="name.tag (vgg_kagn_bn11_v4.tck_in1k) or hf-hub:org/repo")
+    dl.add_argument("--all", action="store_true", help="every kanzoo tag with weights")
+    dl.add_argument("--revision", help="a branch, tag or commit instead of the cfg's")
+    dl.add_argument("--cache-dir", help="default: HF_HUB_CACHE")
+    dl.set_defaults(func=_cmd_download)
+
+    cv = sub.add_parser("convert", help="convert an upstream (torch-conv-kan) checkpoint to kanzoo's layout")
+    cv.add_argument("source", help="a folder with config.json + weights, a weight file, or a Hub repo id")
+    cv.add_argument("out", help="output folder (model.safetensors, config.json, README.md)")
+    cv.add_argument("--arch", help="kanzoo architecture; default: inferred from config.json and the weights")
+    cv.add_argument("--revision", help="Hub revision of the source")
+    cv.set_defaults(func=_cmd_convert)
+
+    ps = sub.add_parser("push", help="publish a model to a Hugging Face Hub repo (weights, config.json, card)")
+    ps.add_argument("name", help="model name, optionally with a tag")
+    ps.add_argument("repo", help="target repo id, user-or-org/name")
+    src = ps.add_mutually_exclusive_group()
+    src.add_argument("--pretrained", action="store_true", help="push the registry's weights for NAME")
+    src.add_argument("--checkpoint", help="push the weights in this file (safetensors or a torch state dict)")
+    ps.add_argument("--private", action="store_true")
+    ps.add_argument("--revision", help="branch to commit to (default main)")
+    ps.add_argument("--message", help="commit message")
+    ps.set_defaults(func=_cmd_push)
+
+    cd = sub.add_parser("cards", help="write one model card per pretrained tag (or --check them)")
+    cd.add_argument("--out", default="model_cards", help="folder (default model_cards)")
+    cd.add_argument("--check", action="store_true", help="exit 1 if a card differs from the registry")
+    cd.set_defaults(func=_cmd_cards)
     return p
 
 
@@ -195,6 +304,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for name in ("batch", "channels", "size", "threads"):
         if getattr(args, name, 1) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    from .hub.download import PretrainedWeightsError
     from .models import UnknownModelError
 
     try:
@@ -202,6 +312,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except UnknownModelError as e:  # a usage error: the message names the closest models, no traceback
         print(f"kanzoo: error: {e}", file=sys.stderr)
         return 2
+    except (PretrainedWeightsError, FileNotFoundError, ValueError) as e:
+        print(f"kanzoo: error: {e}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `kanzoo list | head`
         sys.stdout = open(os.devnull, "w")
         return 0

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 import kanzoo
-from kanzoo.cli import count_macs, main
+from kanzoo.cli import main
+from kanzoo.models._stats import count_macs
 from kanzoo.layers import KANConvNd
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,9 +1,13 @@
-"""Shared pieces of kanzoo's classification models: the timm model API, configs and stem adaptation."""
-from typing import Any, Dict, List, Optional
+"""Shared pieces of kanzoo's classification models: the timm model API, configs, the builder and stem
+adaptation."""
+import dataclasses
+from typing import Any, Dict, List, Optional, Type
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import ClassifierHead
+from timm.models import PretrainedCfg, build_model_with_cfg, generate_default_cfgs
+from timm.models._builder import resolve_pretrained_cfg
 from torch import nn
 
 #: the KAN basis behind each name tag used in model names (``vgg_kagn11``: Gram basis)
@@ -44,6 +48,63 @@ def _cfg(url: str = "", **kwargs) -> Dict[str, Any]:
         "license": "apache-2.0",
         **kwargs,
     }
+
+
+#: fields kanzoo adds to timm's pretrained cfg; they stay on the cfg object and never reach
+#: ``model.pretrained_cfg`` or a pushed config.json, which timm must still be able to read
+KANZOO_CFG_FIELDS = ("sha256", "metrics", "dataset", "provenance")
+
+
+@dataclasses.dataclass
+class KANPretrainedCfg(PretrainedCfg):
+    """timm's :class:`~timm.models.PretrainedCfg` plus what kanzoo's hub and model cards need.
+
+    Attributes:
+        sha256: sha256 of the weight file; when set, downloads are checked against it instead of the Hub's ETag.
+        metrics: published evaluation results, e.g. ``{"top1": 61.17, "top5": 83.26}`` (percent).
+        dataset: Hub id of the training/evaluation dataset (``"imagenet-1k"``).
+        provenance: where the weights come from and how they were trained, one paragraph.
+    """
+
+    sha256: Optional[str] = None
+    metrics: Optional[Dict[str, float]] = None
+    dataset: Optional[str] = None
+    provenance: Optional[str] = None
+
+    def to_dict(self, remove_source: bool = False, remove_null: bool = True) -> Dict[str, Any]:
+        d = super().to_dict(remove_source=remove_source, remove_null=remove_null)
+        for key in KANZOO_CFG_FIELDS:
+            d.pop(key, None)
+        return d
+
+
+def generate_kan_cfgs(cfgs: Dict[str, Dict[str, Any]]):
+    """timm's ``generate_default_cfgs`` over :class:`KANPretrainedCfg` entries (dicts are converted)."""
+    return generate_default_cfgs({k: KANPretrainedCfg(**v) if isinstance(v, dict) else v for k, v in cfgs.items()})
+
+
+def build_kan_model(model_cls: Type[nn.Module], variant: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """timm's ``build_model_with_cfg``, with pretrained weights fetched and verified by :mod:`kanzoo.hub`.
+
+    The weights are resolved from the pretrained cfg (``hf-hub:`` name, ``local-dir:``, ``state_dict``, ``file``,
+    ``hf_hub_id``), downloaded through ``huggingface_hub`` and hash-checked, then handed to timm's
+    ``load_pretrained`` as a state dict, so the family's ``pretrained_filter_fn``, timm's ``in_chans`` and
+    ``num_classes`` adaptation and the strict load still apply. ``model.pretrained_cfg`` keeps the original cfg.
+    """
+    if not pretrained:
+        return build_model_with_cfg(model_cls, variant, pretrained, **kwargs)
+    from ..hub.download import resolve_pretrained_state
+
+    cfg = resolve_pretrained_cfg(variant, pretrained_cfg=kwargs.pop("pretrained_cfg", None),
+                                 pretrained_cfg_overlay=kwargs.pop("pretrained_cfg_overlay", None))
+    name = f"{variant}.{cfg.tag}" if cfg.tag else variant
+    state = resolve_pretrained_state(cfg, model_name=name, cache_dir=kwargs.get("cache_dir"))
+    if state is None:  # a url: timm's own download (weights_only=True)
+        return build_model_with_cfg(model_cls, variant, pretrained, pretrained_cfg=cfg, **kwargs)
+    load_cfg = dataclasses.replace(cfg, state_dict=state, source=None)
+    model = build_model_with_cfg(model_cls, variant, pretrained, pretrained_cfg=load_cfg, **kwargs)
+    model.pretrained_cfg = model.default_cfg = cfg.to_dict()
+    return model
 
 
 class KANClassifier(nn.Module):

@@ -67,7 +67,38 @@ def create_model(model_name: str, pretrained: bool = False, **kwargs: Any):
                         f"no {arch} tag has weights; models that do: {list_pretrained()[:10]}")
                 raise RuntimeError(f"{model_name!r} has no pretrained weights; {hint}. Use pretrained=False, or "
                                    f"give a file with pretrained_cfg_overlay=dict(file=...)")
+    if model_name.startswith("hf-hub:"):
+        return _create_from_hub(model_name, pretrained, **kwargs)
     return timm.create_model(model_name, pretrained=pretrained, **kwargs)
+
+
+def _create_from_hub(model_name: str, pretrained: bool, **kwargs: Any):
+    """``timm.create_model('hf-hub:org/repo')``, with the Hub's errors for its ``config.json`` turned into
+    kanzoo's clear ones (the weights themselves go through :mod:`kanzoo.hub.download`)."""
+    from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
+
+    from ..hub.download import WeightsNotFoundError, WeightsOfflineError, offline_message, split_hub_id
+
+    repo_id, revision = split_hub_id(model_name[len("hf-hub:"):])
+    try:
+        return timm.create_model(model_name, pretrained=pretrained, **kwargs)
+    except LocalEntryNotFoundError as e:
+        raise WeightsOfflineError(offline_message(None, repo_id, "config.json", revision)) from e
+    except RepositoryNotFoundError as e:
+        raise WeightsNotFoundError(f"no repo {repo_id!r} on the Hub (or it is private and no token was given): "
+                                   f"check the name, or set HF_TOKEN for a private repo") from e
+    except RevisionNotFoundError as e:
+        raise WeightsNotFoundError(f"repo {repo_id!r} has no revision {revision!r}") from e
+    except EntryNotFoundError as e:
+        raise WeightsNotFoundError(f"repo {repo_id!r} has no config.json, so it is not a timm/kanzoo model repo; "
+                                   f"load its weights into a named architecture with "
+                                   f"pretrained_cfg_overlay=dict(hf_hub_id={repo_id!r})") from e
+    except RuntimeError as e:
+        if "Unknown model" in str(e):
+            raise UnknownModelError(f"{model_name}: its config.json names an architecture that is not registered "
+                                    f"({e}); it needs a newer kanzoo or another timm plugin") from e
+        raise
 
 
 def model_module(name: str) -> Optional[str]:

@@ -23,12 +23,12 @@ from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import MATCH_PREV_GROUP, checkpoint
 from torch import nn
 
 from ..layers import KANConv2d
+from ._base import build_kan_model, generate_kan_cfgs
 from ._base import BASIS_TAGS, PAPER_TCK, KANClassifier, _cfg, adapt_kan_stem, default_basis_kwargs, unwrap_checkpoint, \
     register_variants
 
@@ -241,7 +241,7 @@ def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: DenseNetKAN
 
 def _create_densenet_kan(variant: str, pretrained: bool = False, **kwargs) -> DenseNetKAN:
     n = len(kwargs.get("block_config", ARCHS["121"][1]))
-    return build_model_with_cfg(DenseNetKAN, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
+    return build_kan_model(DenseNetKAN, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
                                 feature_cfg=dict(flatten_sequential=True, out_indices=tuple(range(n))), **kwargs)
 
 
@@ -255,7 +255,7 @@ def _variant(arch: str, basis: str) -> Dict[str, Any]:
 VARIANTS = {f"densenet_kagn{arch}": _variant(arch, "gram") for arch in ARCHS}
 VARIANTS.update({f"densenet_{tag}121": _variant("121", basis) for tag, basis in BASIS_TAGS.items() if tag != "kagn"})
 
-default_cfgs = generate_default_cfgs({
+default_cfgs = generate_kan_cfgs({
     name: _cfg(first_conv="features.conv0", paper_ids=(PAPER_DENSENET, PAPER_TCK)) for name in VARIANTS
 })
 

@@ -24,13 +24,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from timm.layers import DropPath
-from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..layers import KANConv2d, MoEKANConv2d, create_act, create_norm, get_basis_class
+from ._base import build_kan_model, generate_kan_cfgs
 from ._base import BASIS_TAGS, PAPER_TCK, KANClassifier, _cfg, adapt_kan_stem, default_basis_kwargs, register_variants, unwrap_checkpoint
 
 __all__ = ["ResNetKAN", "ResNetKANMoE", "BasicBlockKAN", "BottleneckKAN", "MoEKANConvNormAct"]
@@ -353,7 +353,7 @@ def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: ResNetKAN) 
 
 def _create(variant: str, pretrained: bool = False, **kwargs) -> ResNetKAN:
     model_cls = ResNetKANMoE if kwargs.get("moe") else ResNetKAN
-    return build_model_with_cfg(model_cls, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
+    return build_kan_model(model_cls, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
                                 feature_cfg=dict(out_indices=(0, 1, 2, 3, 4)), **kwargs)
 
 
@@ -367,7 +367,7 @@ VARIANTS = {f"resnet_kagn{d}": _variant(d, "gram") for d in ARCHS}
 VARIANTS["resnet_kagn_moe18"] = _variant(18, "gram", moe=True)
 VARIANTS.update({f"resnet_{tag}18": _variant(18, basis) for tag, basis in BASIS_TAGS.items() if tag != "kagn"})
 
-default_cfgs = generate_default_cfgs({
+default_cfgs = generate_kan_cfgs({
     name: _cfg(first_conv="conv1", paper_ids=f"{PAPER_RESNET},{PAPER_TCK}") for name in VARIANTS
 })
 

@@ -10,11 +10,11 @@ import math
 from typing import Any, Dict, Optional, Sequence
 
 import torch
-from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models._manipulate import checkpoint_seq
 from torch import nn
 
 from ..layers import KANConv2d
+from ._base import build_kan_model, generate_kan_cfgs
 from ._base import (
     BASIS_TAGS, PAPER_TCK, KANClassifier, _cfg, adapt_kan_stem, default_basis_kwargs, register_variants, unwrap_checkpoint,
 )
@@ -93,7 +93,7 @@ def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: SimpleConvK
 
 def _create(variant: str, pretrained: bool = False, **kwargs) -> SimpleConvKAN:
     n = len(kwargs.get("widths", ()))
-    return build_model_with_cfg(SimpleConvKAN, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
+    return build_kan_model(SimpleConvKAN, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
                                 feature_cfg=dict(flatten_sequential=True, out_indices=tuple(range(n))), **kwargs)
 
 
@@ -109,7 +109,7 @@ VARIANTS = {
     for arch, (widths, strides) in ARCHS.items() for tag, basis in BASIS_TAGS.items()
 }
 
-default_cfgs = generate_default_cfgs({name: _cifar_cfg(args["strides"]) for name, args in VARIANTS.items()})
+default_cfgs = generate_kan_cfgs({name: _cifar_cfg(args["strides"]) for name, args in VARIANTS.items()})
 
 register_variants(globals(), VARIANTS, _create, doc="""{name}: a small all-KAN CNN ({args}).
 

@@ -24,12 +24,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from timm.layers.helpers import get_device_dtype
-from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 from torch import nn
 
 from ..layers import KANConv2d
+from ._base import build_kan_model, generate_kan_cfgs
 from ._base import PAPER_TCK, _cfg, adapt_kan_stem, default_basis_kwargs, register_variants, unwrap_checkpoint
 
 __all__ = ["UKANet", "U2KANet"]
@@ -484,13 +484,13 @@ def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: nn.Module) 
 
 def _create_ukanet(variant: str, pretrained: bool = False, **kwargs) -> UKANet:
     n = len(kwargs.get("depths", (2, 2, 2, 2)))
-    return build_model_with_cfg(UKANet, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
+    return build_kan_model(UKANet, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
                                 feature_cfg=dict(flatten_sequential=True, out_indices=tuple(range(n))), **kwargs)
 
 
 def _create_u2kanet(variant: str, pretrained: bool = False, **kwargs) -> U2KANet:
     n = len(kwargs.get("encoder_cfg", U2NET_SMALL_ENCODER))
-    return build_model_with_cfg(U2KANet, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
+    return build_kan_model(U2KANet, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
                                 feature_cfg=dict(flatten_sequential=True, out_indices=tuple(range(n))), **kwargs)
 
 
@@ -513,7 +513,7 @@ U2KANET_VARIANTS = {
     "u2kanet_kagn": dict(encoder_cfg=U2NET_ENCODER, decoder_cfg=U2NET_DECODER, basis="gram", width_scale=0.5),
 }
 
-default_cfgs = generate_default_cfgs({
+default_cfgs = generate_kan_cfgs({
     **{name: _seg_cfg(first_conv="stem", classifier="head", paper_ids=(PAPER_UNET, PAPER_RESNET, PAPER_TCK))
        for name in UKANET_VARIANTS},
     **{name: _seg_cfg(input_size=(3, 320, 320), first_conv="stages.0.conv_in", classifier="head.fuse",

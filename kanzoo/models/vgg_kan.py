@@ -19,12 +19,12 @@ Model names: ``vgg_{basis tag}[_bn]{depth}[_v{n}]``, for example ``vgg_kagn11_v4
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 from torch import nn
 
 from ..layers import BottleneckKANConv2d, KANConv2d, KANSelfAttention
+from ._base import build_kan_model, generate_kan_cfgs
 from ._base import BASIS_TAGS, PAPER_TCK, KANClassifier, _cfg, adapt_kan_stem, default_basis_kwargs, unwrap_checkpoint, \
     register_variants
 
@@ -257,7 +257,7 @@ def _adapt_bottleneck_stem(state_dict, stem: BottleneckKANConv2d, in_chans: int)
 
 def _create(variant: str, pretrained: bool = False, **kwargs) -> VGGKAN:
     n = _num_pools(kwargs.get("cfg", "VGG11v4")) + 1
-    return build_model_with_cfg(VGGKAN, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
+    return build_kan_model(VGGKAN, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
                                 feature_cfg=dict(flatten_sequential=True, out_indices=tuple(range(n))), **kwargs)
 
 
@@ -291,20 +291,32 @@ def _vgg_cfg(name: str, **kwargs) -> Dict[str, Any]:
                 classifier="head.fc", paper_ids=PAPER_TCK, **kwargs)
 
 
-# published ImageNet-1k checkpoints: name -> reported top-1 (torch-conv-kan README, 224², Resize 256)
-_PUBLISHED = {"vgg_kagn11_v2": 59.1, "vgg_kagn11_v4": 61.17, "vgg_kagn_bn11_v4": 68.5}
+# published ImageNet-1k checkpoints (torch-conv-kan README and reports/imagenet1k-vggs.md: ImageNet-1k val,
+# Resize 256, CenterCrop 224): name -> (top-1, top-5, peak learning rate of the 200-epoch AdamW run)
+_PUBLISHED = {
+    "vgg_kagn11_v2": (59.1, 82.29, 9e-4),
+    "vgg_kagn11_v4": (61.17, 83.26, 9e-4),
+    "vgg_kagn_bn11_v4": (68.5, 88.46, 5e-4),
+}
 
 
-def _tck_cfg(name: str, top1: float) -> Dict[str, Any]:
+def _tck_cfg(name: str, top1: float, top5: float, lr: float) -> Dict[str, Any]:
+    recipe = (f"200 epochs of AdamW (lr {lr:g}, weight decay 5e-6, 7,500 warmup steps, polynomial decay with power "
+              f"0.3 to 1e-7)")
     return _vgg_cfg(
         name, hf_hub_id=f"brivangl/{name}", license="mit", origin_url="https://github.com/IvanDrokin/torch-conv-kan",
         paper_name="Kolmogorov-Arnold Convolutions: Design Principles and Empirical Studies",
         description=f"torch-conv-kan ImageNet-1k checkpoint; reported top-1 {top1}% (224², Resize 256, crop 224)",
-        notes=(f"top-1 {top1}", "torch-conv-kan keys, converted on load"))
+        notes=(f"top-1 {top1}", "torch-conv-kan keys, converted on load"),
+        metrics={"top1": top1, "top5": top5}, dataset="imagenet-1k",
+        provenance=(f"Trained and published by Ivan Drokin (torch-conv-kan) on the 1,281,167 ImageNet-1k training "
+                    f"images with random resized crops to 224, horizontal flips and AutoAugment (ImageNet or CIFAR-10 policy); {recipe}. The Hub "
+                    f"repo brivangl/{name} holds the torch-conv-kan state dict (model.safetensors); kanzoo converts "
+                    f"its keys on load and reproduces the reference logits."))
 
 
-default_cfgs = generate_default_cfgs({
-    **{f"{n}.tck_in1k": _tck_cfg(n, top1) for n, top1 in _PUBLISHED.items()},
+default_cfgs = generate_kan_cfgs({
+    **{f"{n}.tck_in1k": _tck_cfg(n, *v) for n, v in _PUBLISHED.items()},
     **{n: _vgg_cfg(n) for n in VARIANTS if n not in _PUBLISHED},
 })
 

@@ -1,0 +1,233 @@
+"""Model cards (a Hub ``README.md``: YAML metadata, then markdown) generated from the registry.
+
+``kanzoo cards`` writes one card per pretrained tag into ``model_cards/``; ``push_to_hub`` writes one next to
+the weights. Everything in a card comes from the pretrained cfg (:class:`~kanzoo.models._base.KANPretrainedCfg`:
+description, papers, license, ``metrics``, ``dataset``, ``provenance``) and from the model itself (parameters,
+GMACs), so a card cannot drift from the registry without the test that regenerates them failing.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+from torch import nn
+
+#: bibliographic facts for the papers kanzoo's cfgs cite: arXiv id -> (BibTeX key, authors, title, year)
+PAPERS = {
+    "2407.01092": ("drokin2024kolmogorov", "Ivan Drokin",
+                   "Kolmogorov-Arnold Convolutions: Design Principles and Empirical Studies", 2024),
+    "2404.19756": ("liu2024kan", "Ziming Liu and Yixuan Wang and Sachin Vaidya and Fabian Ruehle and James Halverson "
+                   "and Marin Soljačić and Thomas Y. Hou and Max Tegmark", "KAN: Kolmogorov-Arnold Networks", 2024),
+}
+_METRIC_NAMES = {"top1": "top-1 accuracy", "top5": "top-5 accuracy"}
+_DATASET_NAMES = {"imagenet-1k": "ImageNet-1k"}
+
+
+def _paper_ids(cfg: Dict[str, Any]) -> List[str]:
+    ids = cfg.get("paper_ids") or []
+    if isinstance(ids, str):
+        ids = [p.strip() for p in ids.split(",") if p.strip()]
+    return [p.split(":", 1)[1] if p.lower().startswith("arxiv:") else p for p in ids]
+
+
+def _bibtex(arxiv_id: str) -> Optional[str]:
+    if arxiv_id not in PAPERS:
+        return None
+    key, authors, title, year = PAPERS[arxiv_id]
+    return (f"@misc{{{key},\n  title = {{{title}}},\n  author = {{{authors}}},\n  year = {{{year}}},\n"
+            f"  eprint = {{{arxiv_id}}},\n  archivePrefix = {{arXiv}},\n  primaryClass = {{cs.CV}}\n}}")
+
+
+def _fmt_tuple(v: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{x:.3f}" for x in v) + ")"
+
+
+def card_metadata(name: str, cfg: Dict[str, Any], metrics: Optional[Dict[str, float]], dataset: Optional[str],
+                  base_model: Optional[str], basis: Optional[str]) -> str:
+    """The YAML block of a card (without the ``---`` fences), through huggingface_hub's ``ModelCardData``."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    tags = ["image-classification", "timm", "kanzoo", "kan", "kolmogorov-arnold-network"]
+    if basis:
+        tags.append(f"{basis}-basis")
+    tags += [f"arxiv:{p}" for p in _paper_ids(cfg)]
+    eval_results = None
+    if metrics and dataset:
+        eval_results = [
+            EvalResult(task_type="image-classification", task_name="Image Classification", dataset_type=dataset,
+                       dataset_name=_DATASET_NAMES.get(dataset, dataset), dataset_split="validation",
+                       metric_type="accuracy", metric_name=_METRIC_NAMES.get(k, k), metric_value=v)
+            for k, v in metrics.items()]
+    data = ModelCardData(
+        library_name="timm", pipeline_tag="image-classification", license=cfg.get("license"), tags=tags,
+        datasets=[dataset] if dataset else None, metrics=["accuracy"] if metrics else None,
+        base_model=base_model, model_name=name, eval_results=eval_results)
+    return data.to_yaml()
+
+
+def _describe(model: nn.Module, name: str) -> Dict[str, Any]:
+    from ..models._stats import count_macs
+
+    cfg = model.pretrained_cfg
+    params = sum(p.numel() for p in model.parameters())
+    try:
+        macs = count_macs(model, tuple(cfg["input_size"]))[0]
+    except (RuntimeError, NotImplementedError):  # data-dependent routing (MoE) cannot run on meta tensors
+        macs = None
+    return dict(params=params, macs=macs)
+
+
+def model_card(name_or_model: Union[str, nn.Module], name: Optional[str] = None,
+               metrics: Optional[Dict[str, float]] = None, dataset: Optional[str] = None,
+               base_model: Optional[str] = None, provenance: Optional[str] = None) -> str:
+    """The ``README.md`` text of a model card.
+
+    Args:
+        name_or_model: a registered ``name.tag`` (its cfg supplies metrics, dataset and provenance) or a model.
+        name: the name shown on the card (default: the registered name or the model's architecture.tag).
+        metrics, dataset, base_model, provenance: override or supply what the cfg does not record.
+    """
+    from timm.models import get_pretrained_cfg, split_model_name_tag
+
+    from ..models import create_model
+
+    if isinstance(name_or_model, str):
+        registered = get_pretrained_cfg(name_or_model)
+        model = create_model(name_or_model, device="meta")
+        name = name or name_or_model
+    else:
+        model = name_or_model
+        cfg = model.pretrained_cfg
+        tag = cfg.get("tag")
+        registered = get_pretrained_cfg(f"{cfg['architecture']}.{tag}" if tag else cfg["architecture"])
+        name = name or (f"{cfg['architecture']}.{tag}" if tag else cfg["architecture"])
+        if getattr(model, "num_classes", None) != cfg.get("num_classes"):
+            registered = None  # a new head: the published metrics do not apply
+    cfg = model.pretrained_cfg
+    arch = split_model_name_tag(name)[0] if isinstance(name_or_model, str) else cfg["architecture"]
+    metrics = metrics if metrics is not None else getattr(registered, "metrics", None)
+    dataset = dataset or getattr(registered, "dataset", None)
+    provenance = provenance or getattr(registered, "provenance", None)
+    if base_model is None and registered is not None and registered.hf_hub_id:
+        base_model = registered.hf_hub_id.split("@")[0]
+    basis = getattr(model, "basis", None)
+    basis = basis if isinstance(basis, str) else None
+    stats = _describe(model, name)
+
+    lines = ["---", card_metadata(name, cfg, metrics, dataset, base_model, basis).rstrip(), "---", "",
+             f"# {name}", ""]
+    intro = cfg.get("description") or f"A `{arch}` model from kanzoo, the model zoo for Kolmogorov-Arnold networks."
+    lines += [intro.rstrip(".") + ".", ""]
+    doc = _entrypoint_doc(arch)
+    if doc:
+        lines += [doc, ""]
+    c, h, w = cfg["input_size"]
+    details = [
+        f"- **Architecture:** `{arch}` (`{type(model).__module__}.{type(model).__qualname__}`)",
+        f"- **Parameters:** {stats['params']:,} ({stats['params'] / 1e6:.2f} M)",
+    ]
+    if stats["macs"] is not None:
+        details.append(f"- **GMACs:** {stats['macs'] / 1e9:.3f} at {h}×{w} (convolutions and matmuls; the "
+                       f"elementwise basis expansion is not counted)")
+    details += [
+        f"- **Input:** {c}×{h}×{w}; eval transform: resize to {round(h / cfg.get('crop_pct', 1.0))}, center crop "
+        f"{h}, {cfg.get('interpolation', 'bilinear')} interpolation, mean {_fmt_tuple(cfg['mean'])}, "
+        f"std {_fmt_tuple(cfg['std'])}",
+        f"- **Classes:** {getattr(model, 'num_classes', cfg.get('num_classes'))}",
+    ]
+    if metrics:
+        where = _DATASET_NAMES.get(dataset, dataset) if dataset else "the evaluation set"
+        shown = ", ".join(f"{_METRIC_NAMES.get(k, k)} {v:g}%" for k, v in metrics.items())
+        details.append(f"- **Results ({where} validation):** {shown}")
+    if cfg.get("license"):
+        details.append(f"- **License:** {cfg['license']}")
+    papers = _paper_ids(cfg)
+    if papers:
+        title = f" ({cfg['paper_name']})" if cfg.get("paper_name") else ""
+        details.append("- **Paper:** " + ", ".join(f"[arXiv:{p}](https://arxiv.org/abs/{p})" for p in papers) + title)
+    if cfg.get("origin_url"):
+        details.append(f"- **Original code:** {cfg['origin_url']}")
+    lines += ["## Model details", "", *details, ""]
+
+    lines += ["## Usage", "", "```python", "import kanzoo  # registers kanzoo's architectures with timm", "import timm",
+              "from PIL import Image", "",
+              f'model = kanzoo.create_model("{name}", pretrained=True).eval()',
+              "config = timm.data.resolve_data_config({}, model=model)",
+              "transform = timm.data.create_transform(**config)",
+              'x = transform(Image.open("image.jpg").convert("RGB")).unsqueeze(0)',
+              "top5 = model(x).softmax(-1).topk(5)", "```", "",
+              "`timm.create_model(...)` works the same after `import kanzoo`.", ""]
+    if provenance:
+        lines += ["## Provenance", "", provenance, ""]
+    bib = [b for b in (_bibtex(p) for p in papers) if b]
+    if bib:
+        lines += ["## Citation", "", "```bibtex", "\n\n".join(bib), "```", ""]
+    return "\n".join(lines)
+
+
+def _entrypoint_doc(arch: str) -> str:
+    from timm.models import model_entrypoint
+
+    doc = (model_entrypoint(arch).__doc__ or "").strip()
+    return " ".join(line.strip() for line in doc.split("\n\n", 1)[0].splitlines()) if doc else ""
+
+
+def card_filename(name: str) -> str:
+    return f"{name}.md"
+
+
+def write_text_atomic(path: Union[str, Path], text: str) -> None:
+    """Writes ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_model_cards(out_dir: Union[str, Path], names: Optional[Sequence[str]] = None) -> List[Path]:
+    """Writes one card per pretrained tag (default: every kanzoo tag with weights) and removes stale ``*.md``
+    cards for tags that no longer exist. Returns the written paths."""
+    from ..models import list_pretrained
+
+    out_dir = Path(out_dir)
+    names = list(names) if names is not None else list_pretrained()
+    written = []
+    for name in names:
+        path = out_dir / card_filename(name)
+        write_text_atomic(path, model_card(name))
+        written.append(path)
+    if names == list_pretrained():
+        keep = {p.name for p in written} | {"README.md"}
+        for stale in out_dir.glob("*.md"):
+            if stale.name not in keep:
+                stale.unlink()
+    return written
+
+
+def stale_model_cards(card_dir: Union[str, Path]) -> List[str]:
+    """Names of cards in ``card_dir`` that differ from what the registry generates now (missing, changed or
+    orphaned); empty when the cards are up to date."""
+    from ..models import list_pretrained
+
+    card_dir = Path(card_dir)
+    problems = []
+    expected = {card_filename(n): n for n in list_pretrained()}
+    for fname, name in expected.items():
+        path = card_dir / fname
+        if not path.is_file():
+            problems.append(f"{fname} (missing)")
+        elif path.read_text(encoding="utf-8") != model_card(name):
+            problems.append(f"{fname} (out of date)")
+    for path in card_dir.glob("*.md"):
+        if path.name not in expected and path.name != "README.md":
+            problems.append(f"{path.name} (no such pretrained tag)")
+    return problems
