@@ -311,6 +311,11 @@ def test_cli_download_push_convert(hub_env, upstream_files, tmp_path, capsys):
     assert r.returncode == 0, r.stderr
     assert f"{arch}.tck_in1k: " in r.stdout and "verified" in r.stdout
     assert "model.safetensors" in r.stderr and "100%" in r.stderr  # huggingface_hub's progress bar
+    # the subprocess read HF_ENDPOINT, HF_HUB_CACHE and HF_TOKEN from its environment
+    assert any(Path(p).is_file() for p in hub_env.repo_cache(f"brivangl/{arch}").glob("snapshots/*/model.safetensors"))
+    heads = [rec for rec in hub.log if rec.method == "HEAD" and rec.path.endswith("/model.safetensors")]
+    assert heads and all(rec.headers.get("authorization") == f"Bearer {hub_env.env['HF_TOKEN']}" for rec in heads)
+    assert all("kanzoo/" in rec.headers.get("user-agent", "") for rec in heads)
 
 
     from kanzoo.cli import main

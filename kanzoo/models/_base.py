@@ -72,7 +72,11 @@ class KANPretrainedCfg(PretrainedCfg):
     provenance: Optional[str] = None
 
     def to_dict(self, remove_source: bool = False, remove_null: bool = True) -> Dict[str, Any]:
-        d = super().to_dict(remove_source=remove_source, remove_null=remove_null)
+        # dataclasses.asdict deep-copies values: keep an in-memory state dict out of it (no second copy of the weights)
+        state_dict = self.state_dict
+        d = PretrainedCfg.to_dict(dataclasses.replace(self, state_dict=None), remove_source, remove_null)
+        if state_dict is not None:
+            d["state_dict"] = state_dict
         for key in KANZOO_CFG_FIELDS:
             d.pop(key, None)
         return d
@@ -101,9 +105,10 @@ def build_kan_model(model_cls: Type[nn.Module], variant: str, pretrained: bool =
     state = resolve_pretrained_state(cfg, model_name=name, cache_dir=kwargs.get("cache_dir"))
     if state is None:  # a url: timm's own download (weights_only=True)
         return build_model_with_cfg(model_cls, variant, pretrained, pretrained_cfg=cfg, **kwargs)
-    load_cfg = dataclasses.replace(cfg, state_dict=state, source=None)
+    fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    load_cfg = KANPretrainedCfg(**dict(fields, state_dict=state, source=None))
     model = build_model_with_cfg(model_cls, variant, pretrained, pretrained_cfg=load_cfg, **kwargs)
-    model.pretrained_cfg = model.default_cfg = cfg.to_dict()
+    model.pretrained_cfg = model.default_cfg = {k: v for k, v in cfg.to_dict().items() if k != "state_dict"}
     return model
 
 
