@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 import time
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 
 def _cmd_layers(args: argparse.Namespace) -> int:
@@ -180,12 +180,21 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 
 def _load_model_for_cli(args: argparse.Namespace):
-    """The model a command works on: NAME with --pretrained weights or a --checkpoint file (else random)."""
-    from .models import create_model
+    """The model a command works on: NAME with --pretrained weights, a --checkpoint (a weight file, a training
+    checkpoint or a run folder) and an --adapter (else random weights), with its class names."""
+    from .workflows.loading import adapter_base, load_model
 
-    overlay = dict(file=args.checkpoint) if getattr(args, "checkpoint", None) else None
-    pretrained = bool(getattr(args, "pretrained", False) or overlay)
-    return create_model(args.name, pretrained=pretrained, pretrained_cfg_overlay=overlay).eval()
+    pretrained = bool(getattr(args, "pretrained", False))
+    checkpoint = getattr(args, "checkpoint", None)
+    adapter = getattr(args, "adapter", None)
+    if adapter and not (pretrained or checkpoint):  # the base the adapter was trained on, from its run folder
+        pretrained, checkpoint = adapter_base(adapter)
+        if not (pretrained or checkpoint):
+            raise ValueError(f"--adapter {adapter} needs the base weights it was trained on: add --pretrained or "
+                             f"--checkpoint FILE")
+    return load_model(args.name, pretrained=pretrained, checkpoint=checkpoint, adapter=adapter,
+                      model_kwargs=getattr(args, "model_kwargs", None) or {},
+                      device=getattr(args, "device_obj", "cpu"))
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
@@ -208,9 +217,9 @@ def _cmd_push(args: argparse.Namespace) -> int:
     """Publishes a model (registry weights or a checkpoint) to a Hub repo with config.json and a model card."""
     from .hub.publish import push_to_hub
 
-    model = _load_model_for_cli(args)
-    url = push_to_hub(model, args.repo, commit_message=args.message, private=args.private or None,
-                      revision=args.revision)
+    loaded = _load_model_for_cli(args)
+    url = push_to_hub(loaded.model, args.repo, commit_message=args.message, private=args.private or None,
+                      revision=args.revision, label_names=loaded.label_names)
     print(f"pushed {args.name} to {args.repo}: {url}")
     print(f"load it with kanzoo.create_model('hf-hub:{args.repo}', pretrained=True)")
     return 0
@@ -233,6 +242,285 @@ def _cmd_cards(args: argparse.Namespace) -> int:
     for path in write_model_cards(args.out):
         print(path)
     return 0
+
+
+class _KeyValues(argparse.Action):
+    """``--opt KEY=VALUE ...`` -> a dict (values are Python literals, else strings); no pairs -> ``{}``."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .workflows._common import WorkflowError, parse_kv
+
+        try:
+            setattr(namespace, self.dest, parse_kv(values, option_string or self.dest))
+        except WorkflowError as e:
+            parser.error(str(e))
+
+
+def _add_source_args(p: argparse.ArgumentParser, adapter: bool = True) -> None:
+    """--pretrained / --checkpoint / --adapter / --model-kwargs: which weights a command uses."""
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--pretrained", action="store_true", help="the registry's weights for NAME (name.tag)")
+    src.add_argument("--checkpoint", metavar="PATH",
+                     help="a weight file (.safetensors, .pth), a training checkpoint, or a run folder")
+    if adapter:
+        p.add_argument("--adapter", metavar="DIR", help="merge this basis adapter (a `kanzoo finetune --peft` run "
+                                                        "folder) into the model")
+    p.add_argument("--model-kwargs", nargs="+", action=_KeyValues, default={}, metavar="KEY=VALUE",
+                   help="model arguments, e.g. width_scale=0.25 (a run folder records its own)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return sys.stderr.isatty() if args.progress is None else args.progress
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    """Top-k classes with probabilities for each image."""
+    from .workflows._common import resolve_device
+    from .workflows.predict import format_predictions, predict
+
+    args.device_obj = resolve_device(args.device)
+    loaded = _load_model_for_cli(args)
+    preds, skipped = predict(loaded, args.images, topk=args.topk, batch_size=args.batch_size,
+                             device=args.device_obj, img_size=args.img_size)
+    if preds:
+        print(format_predictions(preds))
+    if skipped:
+        print(f"kanzoo: {len(skipped)} of {len(preds) + len(skipped)} image(s) skipped (missing or would not "
+              f"decode)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    """top-1 / top-5 / loss on an ImageFolder."""
+    from .workflows._common import resolve_device
+    from .workflows.validate import format_result, validate
+
+    args.device_obj = resolve_device(args.device)
+    loaded = _load_model_for_cli(args)
+    r = validate(loaded, args.data_dir, batch_size=args.batch_size, workers=args.workers, amp=args.amp,
+                 device=args.device_obj, img_size=args.img_size, crop_pct=args.crop_pct, progress=_progress(args))
+    print(format_result(r, f"{args.name or loaded.arch} on {args.data_dir}"))
+    return 0
+
+
+def _train_config(args: argparse.Namespace):
+    import dataclasses
+
+    from .workflows.train import TrainConfig
+
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    return TrainConfig.from_dict({n: getattr(args, n) for n in names if hasattr(args, n)})
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    """Trains (or with --peft, adapts) a model on an ImageFolder; resumable, DDP under torchrun."""
+    from .workflows.train import train
+
+    if not args.model:
+        raise ValueError(f"give the model NAME to {args.command} (or --resume RUN to continue a run)")
+    if not args.data:
+        raise ValueError("give the training images with --data DIR (DIR/train/CLASS/*.png and DIR/val/CLASS/*.png, "
+                         "or DIR/CLASS/*.png)")
+    if args.command == "finetune" and args.pretrained is None:
+        args.pretrained = not args.checkpoint
+    args.pretrained = bool(args.pretrained)
+    train(_train_config(args), resume=args.resume)
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    """Loss/accuracy curves of a run as a PNG."""
+    from .workflows.plot import plot_run
+
+    out = plot_run(args.run_dir, args.out)
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    """Parameters, GMACs, latency and throughput."""
+    from .workflows.benchmark import benchmark
+
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    r = benchmark(args.name, batch=args.batch, size=args.size, device=args.device, dtype=args.dtype,
+                  iters=args.iters, warmup=args.warmup, train=args.train, model_kwargs=args.model_kwargs,
+                  macs=not args.no_macs)
+    print("\n".join(r.lines()))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """The offline end-to-end demo."""
+    from .workflows.demo import run_demo
+
+    return run_demo(epochs=args.epochs, adapt_epochs=args.adapt_epochs, fast=args.fast, output=args.output,
+                    threads=args.threads, seed=args.seed)
+
+
+def _add_workflow_parsers(sub) -> Dict[str, argparse.ArgumentParser]:
+    """predict, validate, train, finetune, plot, benchmark, demo (and export when kanzoo.export is there)."""
+    parsers: Dict[str, argparse.ArgumentParser] = {}
+    pr = sub.add_parser("predict", help="top-k classes with probabilities for image files")
+    pr.add_argument("name", help="model name (name.tag for registry weights)")
+    pr.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of them")
+    _add_source_args(pr)
+    pr.add_argument("--topk", type=int, default=5)
+    pr.add_argument("-b", "--batch-size", type=int, default=32)
+    pr.add_argument("--img-size", type=int, help="input size instead of the pretrained cfg's")
+    pr.set_defaults(func=_cmd_predict)
+
+    va = sub.add_parser("validate", help="top-1 / top-5 / loss on an ImageFolder (ImageNet-val layout)")
+    va.add_argument("name", help="model name (name.tag for registry weights)")
+    va.add_argument("data_dir", metavar="DATA_DIR", help="one subfolder per class (ImageNet synsets for in1k models)")
+    _add_source_args(va)
+    va.add_argument("-b", "--batch-size", type=int, default=64)
+    va.add_argument("-j", "--workers", type=int, default=2)
+    va.add_argument("--amp", action="store_true", help="bfloat16 autocast on GPU")
+    va.add_argument("--img-size", type=int)
+    va.add_argument("--crop-pct", type=float)
+    va.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                    help="progress bar (default: on a terminal)")
+    va.set_defaults(func=_cmd_validate)
+
+    for cmd, helptext in (("train", "train a model on an ImageFolder (DDP under torchrun)"),
+                          ("finetune", "fine-tune pretrained weights, fully or with basis adapters (--peft)")):
+        ft = cmd == "finetune"
+        t = sub.add_parser(cmd, help=helptext)
+        t.add_argument("model", nargs="?", default=None, metavar="NAME", help="model name (name.tag)")
+        t.add_argument("--data", help="DIR/train + DIR/val, or one folder with a subfolder per class")
+        t.add_argument("--val-data", help="validation folder (default DATA/val)")
+        t.add_argument("-o", "--output", help="run folder (default runs/NAME-DATE-TIME)")
+        t.add_argument("--resume", metavar="RUN", help="continue the run in this folder (its settings are the "
+                                                       "defaults; options given here override them)")
+        src = t.add_mutually_exclusive_group()
+        src.add_argument("--pretrained", action="store_true", default=None if ft else False,
+                         help="start from the registry's weights"
+                              + (" (the default without --checkpoint)" if ft else ""))
+        src.add_argument("--checkpoint", help="start from a weight file or run folder")
+        t.add_argument("--model-kwargs", nargs="+", action=_KeyValues, default={}, metavar="KEY=VALUE")
+        t.add_argument("--peft", nargs="*", action=_KeyValues, default=None, metavar="KEY=VALUE",
+                       help="train basis adapters only (kanzoo.peft), e.g. --peft extra_degrees=1 rank=4; the run "
+                            "folder gets the adapter and the merged model")
+        g = t.add_argument_group("optimisation")
+        g.add_argument("--epochs", type=int, default=5 if ft else 10)
+        g.add_argument("-b", "--batch-size", type=int, default=64, help="per process (global = this x processes)")
+        g.add_argument("--lr", type=float, default=5e-4 if ft else 1e-3, help="AdamW learning rate (global batch)")
+        g.add_argument("--min-lr", type=float, default=1e-6)
+        g.add_argument("--weight-decay", type=float, default=0.05)
+        g.add_argument("--warmup-epochs", type=float, default=0.5 if ft else 1.0)
+        g.add_argument("--warmup-lr", type=float, default=1e-6)
+        g.add_argument("--label-smoothing", "--smoothing", type=float, default=0.1)
+        g.add_argument("--clip-grad", type=float, default=None)
+        g.add_argument("--amp", action="store_true", help="autocast on GPU")
+        g.add_argument("--amp-dtype", default="bfloat16", choices=("bfloat16", "float16"))
+        a = t.add_argument_group("data and augmentation (timm.data)")
+        a.add_argument("--img-size", type=int, help="input size (default: the pretrained cfg's)")
+        a.add_argument("--no-aug", action="store_true", help="no augmentation: resize and centre crop only")
+        a.add_argument("--scale", type=float, nargs=2, default=(0.08, 1.0), metavar=("MIN", "MAX"))
+        a.add_argument("--ratio", type=float, nargs=2, default=(3 / 4, 4 / 3), metavar=("MIN", "MAX"))
+        a.add_argument("--hflip", type=float, default=0.5)
+        a.add_argument("--vflip", type=float, default=0.0)
+        a.add_argument("--color-jitter", type=float, default=0.4)
+        a.add_argument("--aa", "--auto-augment", dest="auto_augment", help="e.g. rand-m9-mstd0.5")
+        a.add_argument("--reprob", dest="re_prob", type=float, default=0.0, help="random erasing probability")
+        a.add_argument("-j", "--workers", type=int, default=2)
+        r = t.add_argument_group("run")
+        r.add_argument("--seed", type=int, default=42)
+        r.add_argument("--device", help="cpu, cuda (default: cuda when available; cuda:LOCAL_RANK under torchrun)")
+        r.add_argument("--log-interval", type=int, default=50, help="log the loss every N steps")
+        r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="progress bars (default: on a terminal)")
+        r.add_argument("-q", "--quiet", action=argparse.BooleanOptionalAction, default=False,
+                       help="no per-epoch lines")
+        t.set_defaults(func=_cmd_train)
+        parsers[cmd] = t
+
+    pl = sub.add_parser("plot", help="draw a run's loss/accuracy curves to a PNG")
+    pl.add_argument("run_dir", metavar="RUN_DIR")
+    pl.add_argument("--out", help="PNG path (default RUN_DIR/curves.png)")
+    pl.set_defaults(func=_cmd_plot)
+
+    bm = sub.add_parser("benchmark", help="parameters, GMACs, latency and throughput of a model")
+    bm.add_argument("name")
+    bm.add_argument("--batch", type=int, default=1)
+    bm.add_argument("--size", type=int, default=None, help="image size (default: the pretrained cfg's)")
+    bm.add_argument("--device", default="cpu")
+    bm.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    bm.add_argument("--iters", type=int, default=20)
+    bm.add_argument("--warmup", type=int, default=5)
+    bm.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    bm.add_argument("--train", action="store_true", help="time forward + backward")
+    bm.add_argument("--no-macs", action="store_true")
+    bm.add_argument("--model-kwargs", nargs="+", action=_KeyValues, default={}, metavar="KEY=VALUE")
+    bm.set_defaults(func=_cmd_benchmark)
+
+    dm = sub.add_parser("demo", help="offline end-to-end demo: train, validate, adapt, merge, export (CPU, minutes)")
+    dm.add_argument("--epochs", type=int, default=None, help="training epochs (default 8; 1 with --fast)")
+    dm.add_argument("--adapt-epochs", type=int, default=None, help="adapter epochs (default 10; 1 with --fast)")
+    dm.add_argument("--fast", action="store_true", help="a reduced run (fewer images and epochs), for tests")
+    dm.add_argument("-o", "--output", help="keep the runs in this folder (default: a temporary folder)")
+    dm.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1: the model is tiny, more threads mostly wait on each other)")
+    dm.add_argument("--seed", type=int, default=0)
+    dm.set_defaults(func=_cmd_demo)
+
+    try:  # `kanzoo export` comes with kanzoo.export
+        from .export import add_export_arguments
+    except ImportError:  # a kanzoo without kanzoo.export: no export command
+        pass
+    else:
+        ex = sub.add_parser("export", help="export a model to ONNX, TorchScript and .pt2, each verified against "
+                                           "eager (--checkpoint also takes a run folder)")
+        add_export_arguments(ex)
+        ex.set_defaults(func=_cmd_export)
+    return parsers
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    """``kanzoo export`` (kanzoo.export's command); a run folder given as --checkpoint is loaded here, so its
+    config.json supplies the model arguments, input size and class names."""
+    from .export import run_export
+
+    if not (args.checkpoint and os.path.isdir(args.checkpoint)):
+        return run_export(args)
+    from .export import ExportError, export_model
+    from .workflows.loading import load_model
+
+    given = [f for f, v in (("--model-arg", args.model_arg), ("--num-classes", args.num_classes),
+                            ("--in-chans", args.in_chans), ("--labels", args.labels)) if v]
+    if given:
+        raise ValueError(f"{args.checkpoint} is a run folder: its config.json records the model arguments and class "
+                         f"names, so drop {', '.join(given)}")
+    loaded = load_model(args.name, checkpoint=args.checkpoint, adapter=args.adapter)
+    size = args.input_size
+    if size is not None and len(size) not in (1, 2, 3):
+        raise ValueError(f"--input-size takes SIDE, H W or C H W, got {' '.join(map(str, size))}")
+    data_config = {k: v for k, v in (("mean", args.mean), ("std", args.std), ("crop_pct", args.crop_pct),
+                                     ("interpolation", args.interpolation)) if v is not None}
+    try:
+        export_model(loaded.model, args.out, formats=args.formats or ["all"],
+                     input_size=size[0] if size is not None and len(size) == 1 else size, opset=args.opset,
+                     quantize=args.quantize, calibration_dir=args.calibration_dir, label_names=loaded.label_names,
+                     data_config=data_config or None, torchscript_method=args.torchscript_method,
+                     dynamic_spatial=False if args.static_spatial else None, rtol=args.rtol, verbose=not args.quiet)
+    except ExportError as e:
+        raise ValueError(str(e).strip() or type(e).__name__) from None
+    return 0
+
+
+def _apply_resume_defaults(parser: argparse.ArgumentParser, sub: argparse.ArgumentParser,
+                           argv: Optional[List[str]], args: argparse.Namespace) -> argparse.Namespace:
+    """For ``train/finetune --resume RUN``: the run's saved settings become the defaults, so only the options
+    given again on the command line change."""
+    from .workflows.train import saved_config
+
+    saved = saved_config(args.resume)
+    sub.set_defaults(**{k: v for k, v in saved.items() if k not in ("output",)})
+    return parser.parse_args(argv)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -282,7 +570,8 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("repo", help="target repo id, user-or-org/name")
     src = ps.add_mutually_exclusive_group()
     src.add_argument("--pretrained", action="store_true", help="push the registry's weights for NAME")
-    src.add_argument("--checkpoint", help="push the weights in this file (safetensors or a torch state dict)")
+    src.add_argument("--checkpoint", help="push the weights in this file (safetensors or a torch state dict) or "
+                                          "run folder (`kanzoo train`'s output)")
     ps.add_argument("--private", action="store_true")
     ps.add_argument("--revision", help="branch to commit to (default main)")
     ps.add_argument("--message", help="commit message")
@@ -292,7 +581,13 @@ def build_parser() -> argparse.ArgumentParser:
     cd.add_argument("--out", default="model_cards", help="folder (default model_cards)")
     cd.add_argument("--check", action="store_true", help="exit 1 if a card differs from the registry")
     cd.set_defaults(func=_cmd_cards)
+    p._workflow_parsers = _add_workflow_parsers(sub)  # type: ignore[attr-defined]
     return p
+
+
+#: options that must be >= 1 when a command has them
+_POSITIVE = ("batch", "batch_size", "channels", "size", "threads", "topk", "epochs", "iters", "img_size",
+             "log_interval", "adapt_epochs")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -301,13 +596,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    for name in ("batch", "channels", "size", "threads"):
-        if getattr(args, name, 1) < 1:
-            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     from .hub.download import PretrainedWeightsError
     from .models import UnknownModelError
 
     try:
+        if getattr(args, "command", None) in ("train", "finetune") and args.resume:
+            args = _apply_resume_defaults(parser, parser._workflow_parsers[args.command], argv, args)
+        for name in _POSITIVE:
+            value = getattr(args, name, None)
+            if value is not None and value < 1:
+                parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        if getattr(args, "workers", 0) < 0:
+            parser.error(f"--workers must be >= 0, got {args.workers}")
         return args.func(args)
     except UnknownModelError as e:  # a usage error: the message names the closest models, no traceback
         print(f"kanzoo: error: {e}", file=sys.stderr)
@@ -315,6 +615,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (PretrainedWeightsError, FileNotFoundError, ValueError) as e:
         print(f"kanzoo: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
     except BrokenPipeError:  # `kanzoo list | head`
         sys.stdout = open(os.devnull, "w")
         return 0

@@ -1,0 +1,256 @@
+"""Image data for kanzoo's workflows: class-per-folder datasets, timm transforms, loaders and samplers.
+
+A dataset folder is in ImageFolder (ImageNet-val) layout: one subfolder per class, images inside
+(``root/cat/001.png``). An image that will not decode is skipped: the loader drops it from its batch, a
+warning names the file once, and :class:`SkipTracker` counts it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
+
+from ._common import PathLike, WorkflowError, warn
+
+#: file suffixes read as images (case-insensitive)
+IMG_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+#: how many undecodable files are named one by one before the warnings are summarised
+MAX_NAMED_WARNINGS = 20
+
+
+def _is_image(name: str) -> bool:
+    return name.lower().endswith(IMG_EXTENSIONS) and not name.startswith(".")
+
+
+def find_classes(root: PathLike, what: str = "data folder") -> List[str]:
+    """The class folder names under ``root``, sorted; a clear error for a missing, empty or flat folder."""
+    root = Path(root)
+    if not root.exists():
+        raise WorkflowError(f"{what} {str(root)!r} does not exist; give a folder with one subfolder per class "
+                            f"(ImageFolder layout: {root}/CLASS/IMAGE.png)")
+    if not root.is_dir():
+        raise WorkflowError(f"{what} {str(root)!r} is a file, not a folder; give a folder with one subfolder per "
+                            f"class (ImageFolder layout)")
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    if not classes:
+        loose = [e.name for e in os.scandir(root) if e.is_file() and _is_image(e.name)]
+        hint = (f"; it holds {len(loose)} image(s) directly: move them into one subfolder per class" if loose
+                else "")
+        raise WorkflowError(f"{what} {str(root)!r} has no class subfolders (ImageFolder layout: "
+                            f"{root}/CLASS/IMAGE.png){hint}")
+    return classes
+
+
+def list_images(folder: PathLike) -> List[str]:
+    """Image files under ``folder`` (recursively), sorted."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        out.extend(os.path.join(dirpath, f) for f in sorted(filenames) if _is_image(f))
+    return out
+
+
+def load_image(path: PathLike):
+    """Opens and fully decodes an image as RGB (PIL)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return img.convert("RGB")
+
+
+#: what a failed decode can raise (PIL raises OSError/UnidentifiedImageError, truncated data ValueError/SyntaxError)
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError)
+
+
+class ImageFolder(Dataset):
+    """Images in class folders. ``__getitem__`` returns ``(image, target, error)``: the transformed image, its
+    class index and ``None``, or ``(None, target, 'path: reason')`` when the file will not decode.
+
+    Args:
+        root: the folder; one subfolder per class.
+        transform: applied to the PIL image.
+        class_to_idx: map folder names to these indices (e.g. the classes of a training set); folders not in
+            it raise. Default: the sorted folder names, 0..K-1.
+    """
+
+    def __init__(self, root: PathLike, transform: Optional[Callable] = None,
+                 class_to_idx: Optional[Dict[str, int]] = None, what: str = "data folder"):
+        self.root = Path(root)
+        self.classes = find_classes(self.root, what)
+        if class_to_idx is None:
+            class_to_idx = {c: i for i, c in enumerate(self.classes)}
+        unknown = [c for c in self.classes if c not in class_to_idx]
+        if unknown:
+            raise WorkflowError(f"{what} {str(self.root)!r} has class folders the model does not know: "
+                                f"{unknown[:10]}; its classes are {list(class_to_idx)[:10]}"
+                                f"{' ...' if len(class_to_idx) > 10 else ''}")
+        self.class_to_idx = dict(class_to_idx)
+        self.samples: List[Tuple[str, int]] = []
+        self.empty_classes = []
+        for c in self.classes:
+            files = list_images(self.root / c)
+            if not files:
+                self.empty_classes.append(c)
+            self.samples.extend((f, self.class_to_idx[c]) for f in files)
+        if not self.samples:
+            raise WorkflowError(f"{what} {str(self.root)!r} has {len(self.classes)} class folder(s) but no images "
+                                f"in them (looked for {', '.join(IMG_EXTENSIONS)})")
+        if self.empty_classes:
+            warn(f"{len(self.empty_classes)} class folder(s) in {str(self.root)!r} hold no images: "
+                 f"{self.empty_classes[:10]}")
+        self.transform = transform
+
+    def remap(self, class_to_idx: Dict[str, int]) -> "ImageFolder":
+        """Relabels the samples: folder name -> ``class_to_idx[name]`` (e.g. a model's output indices)."""
+        missing = [c for c in self.classes if c not in class_to_idx]
+        if missing:
+            raise WorkflowError(f"class folders {missing[:10]} in {str(self.root)!r} are not among the model's "
+                                f"classes {list(class_to_idx)[:10]}{' ...' if len(class_to_idx) > 10 else ''}")
+        by_old = {i: class_to_idx[c] for c, i in self.class_to_idx.items()}
+        self.samples = [(p, by_old[t]) for p, t in self.samples]
+        self.class_to_idx = {c: class_to_idx[c] for c in self.classes}
+        return self
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        path, target = self.samples[index]
+        try:
+            img = load_image(path)
+        except DECODE_ERRORS as e:
+            return None, target, f"{path}: {type(e).__name__}: {str(e).strip() or 'cannot decode'}"
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, target, None
+
+
+def collate_skipping(batch: Sequence[Tuple[Any, int, Optional[str]]]):
+    """Collates ``(image, target, error)`` samples into ``(images, targets, errors)``, leaving out the
+    samples that failed to decode (``images`` may then hold fewer rows than the batch size, or none)."""
+    good = [(x, y) for x, y, err in batch if err is None]
+    errors = [err for _, _, err in batch if err is not None]
+    if good:
+        images = torch.stack([x for x, _ in good])
+        targets = torch.tensor([y for _, y in good], dtype=torch.long)
+    else:
+        images, targets = torch.empty(0), torch.empty(0, dtype=torch.long)
+    return images, targets, errors
+
+
+@dataclass
+class SkipTracker:
+    """Counts the images skipped because they would not decode and warns once per file."""
+
+    count: int = 0
+    warned: Set[str] = field(default_factory=set)
+    prefix: str = ""
+
+    def add(self, errors: Sequence[str]) -> None:
+        for err in errors:
+            self.count += 1
+            path = err.split(": ", 1)[0]
+            if path in self.warned:
+                continue
+            self.warned.add(path)
+            if len(self.warned) <= MAX_NAMED_WARNINGS:
+                warn(f"{self.prefix}skipped an image that will not decode: {err}")
+            elif len(self.warned) == MAX_NAMED_WARNINGS + 1:
+                warn(f"{self.prefix}more undecodable images; only the count is reported from here on")
+
+
+def data_config_for(model: torch.nn.Module, img_size: Optional[int] = None, crop_pct: Optional[float] = None,
+                    interpolation: Optional[str] = None, mean: Optional[Sequence[float]] = None,
+                    std: Optional[Sequence[float]] = None) -> Dict[str, Any]:
+    """The preprocessing of ``model`` from its pretrained cfg (``timm.data.resolve_data_config``), with
+    overrides."""
+    from timm.data import resolve_data_config
+
+    args: Dict[str, Any] = {}
+    if img_size:
+        args["img_size"] = img_size
+    if crop_pct:
+        args["crop_pct"] = crop_pct
+    if interpolation:
+        args["interpolation"] = interpolation
+    if mean:
+        args["mean"] = tuple(mean)
+    if std:
+        args["std"] = tuple(std)
+    return resolve_data_config(args, model=model)
+
+
+@dataclass
+class AugConfig:
+    """timm training augmentations (``timm.data.create_transform(is_training=True)``); ``no_aug`` turns them
+    off (resize and centre crop only)."""
+
+    no_aug: bool = False
+    scale: Tuple[float, float] = (0.08, 1.0)
+    ratio: Tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: float = 0.5
+    vflip: float = 0.0
+    color_jitter: float = 0.4
+    auto_augment: Optional[str] = None
+    re_prob: float = 0.0
+
+
+def build_transform(data_config: Dict[str, Any], training: bool = False, aug: Optional[AugConfig] = None):
+    """timm's transform for ``data_config``: the training pipeline with ``aug`` or the eval one."""
+    from timm.data import create_transform
+
+    cfg = {k: data_config[k] for k in ("input_size", "interpolation", "mean", "std")}
+    if not training:
+        return create_transform(**cfg, is_training=False, crop_pct=data_config.get("crop_pct"),
+                                crop_mode=data_config.get("crop_mode"))
+    aug = aug or AugConfig()
+    if aug.no_aug:
+        return create_transform(**cfg, is_training=False, crop_pct=data_config.get("crop_pct"),
+                                crop_mode=data_config.get("crop_mode"))
+    return create_transform(**cfg, is_training=True, scale=tuple(aug.scale), ratio=tuple(aug.ratio),
+                            hflip=aug.hflip, vflip=aug.vflip, color_jitter=aug.color_jitter,
+                            auto_augment=aug.auto_augment, re_prob=aug.re_prob)
+
+
+def shard(dataset: Dataset, rank: int, world_size: int) -> Dataset:
+    """Every ``world_size``-th sample from ``rank`` on, without padding (for evaluation: the shards cover
+    each sample exactly once)."""
+    if world_size <= 1:
+        return dataset
+    return Subset(dataset, list(range(rank, len(dataset), world_size)))
+
+
+def train_sampler(dataset: Dataset, rank: int = 0, world_size: int = 1, seed: int = 0) -> DistributedSampler:
+    """The training sampler, in one process or many: a permutation seeded by ``seed + epoch`` (call
+    ``set_epoch``), split across ranks. One process with batch ``B * N`` then sees, step by step, the same
+    samples as ``N`` processes with batch ``B``."""
+    return DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False)
+
+
+def make_loader(dataset: Dataset, batch_size: int, workers: int = 0, sampler: Optional[Sampler] = None,
+                drop_last: bool = False, pin_memory: bool = False, generator: Optional[torch.Generator] = None
+                ) -> DataLoader:
+    """A DataLoader that skips undecodable images (:func:`collate_skipping`)."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, sampler=sampler, num_workers=workers,
+                      collate_fn=collate_skipping, drop_last=drop_last, pin_memory=pin_memory,
+                      generator=generator, persistent_workers=False)
+
+
+def split_dirs(data: PathLike) -> Tuple[Path, Optional[Path]]:
+    """``DATA`` -> (train folder, val folder or None): ``DATA/train`` + ``DATA/val`` (or ``validation``) when
+    ``DATA/train`` exists, else ``DATA`` itself with no validation set."""
+    data = Path(data)
+    if not data.exists():
+        raise WorkflowError(f"data folder {str(data)!r} does not exist; give DATA with DATA/train/CLASS/*.png "
+                            f"(and DATA/val/CLASS/*.png), or a folder with one subfolder per class")
+    if (data / "train").is_dir():
+        for name in ("val", "validation"):
+            if (data / name).is_dir():
+                return data / "train", data / name
+        return data / "train", None
+    return data, None
