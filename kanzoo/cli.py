@@ -78,7 +78,7 @@ def _fmt_cfg_value(v) -> str:
 def _cmd_info(args: argparse.Namespace) -> int:
     """Describes one model: class, family, parameters, MACs, pretrained cfg, tags and papers."""
     import torch
-    from timm.models import get_arch_pretrained_cfgs, model_entrypoint, split_model_name_tag
+    from timm.models import get_arch_pretrained_cfgs, get_pretrained_cfg, model_entrypoint, split_model_name_tag
 
     from .models import create_model, list_pretrained
     from .models._factory import model_module
@@ -100,20 +100,30 @@ def _cmd_info(args: argparse.Namespace) -> int:
         ("parameters", f"{params:,} ({params / 1e6:.2f} M)"),
     ]
     if not args.no_macs:
-        how = "meta device"
+        from .profile import count
+
+        how, counted = "meta device", model
         try:
             macs, per_op = count_macs(model, input_size)
         except (RuntimeError, NotImplementedError):  # data-dependent ops (MoE routing) need real tensors
             how = "real forward on CPU"
             torch.manual_seed(0)
-            real = create_model(args.name)
-            macs, per_op = count_macs(real, input_size, device="cpu")
+            counted = create_model(args.name)
+            macs, per_op = count_macs(counted, input_size, device="cpu")
+        size = "x".join(map(str, input_size))
         ops = ", ".join(f"{k} {v / 2e9:.3f}" for k, v in sorted(per_op.items(), key=lambda kv: -kv[1]))
-        rows.append(("GMACs", f"{macs / 1e9:.3f} at {'x'.join(map(str, input_size))}"
-                              + (f" ({ops})" if ops else "")))
+        rows.append(("GMACs", f"{macs / 1e9:.3f} at {size}" + (f" ({ops})" if ops else "")))
         rows.append(("  counted", f"FLOPs/2 of {COUNTED_OPS} (torch.utils.flop_counter, {how}); the basis "
                                   f"expansion, norms, activations and pooling are not counted"))
+        prof = count(counted, input_size)
+        rows.append(("GFLOPs", f"{prof.flops / 1e9:.3f} at {size} = dense {prof.dense_flops / 1e9:.3f} (2 x GMACs) "
+                               f"+ KAN basis evaluation {prof.basis_flops / 1e9:.3f}"))
+        rows.append(("  counted", "kanzoo.profile.count; activations and norms not counted (docs/profile.md)"))
 
+    active = getattr(model, "num_active_parameters", None)
+    if callable(active):
+        n = active()
+        rows.insert(5, ("active parameters", f"{n:,} ({n / 1e6:.2f} M) per token (top-k routing)"))
     tags = [c.split(".", 1)[1] for c in get_arch_pretrained_cfgs(arch) if "." in c]
     weighted = list_pretrained(f"{arch}.*")
     rows.append(("pretrained cfg", cfg.get("tag") and f"{arch}.{cfg['tag']}" or arch))
@@ -124,6 +134,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
             rows.append(("  " + key, _fmt_cfg_value(cfg[key])))
     rows.append(("tags", ", ".join(tags) if tags else "-"))
     rows.append(("tags with weights", ", ".join(weighted) if weighted else "none (pretrained=True raises an error)"))
+    for name in weighted:
+        published = get_pretrained_cfg(name)
+        metrics = getattr(published, "metrics", None)
+        if metrics:
+            where = getattr(published, "dataset", None) or "evaluation set"
+            shown = ", ".join(f"{k.replace('top', 'top-')} {v:g}%" for k, v in metrics.items())
+            rows.append((f"  {name.split('.', 1)[1]}", f"{shown} ({where}, published)"))
     papers = cfg.get("paper_ids")
     if isinstance(papers, str):
         papers = [p.strip() for p in papers.split(",") if p.strip()]

@@ -69,6 +69,17 @@ def test_name_says_the_basis(name):
     parts = parse_model_name(name) or pytest.fail(f"{name} outside the naming scheme")
     model = kanzoo.create_model(name, device="meta")
     used = {type(m) for m in model.modules() if isinstance(m, Basis)}
+    if parts["basis"] == "selectable":  # S-KAN: the layers choose among a pool of bases
+        from kanzoo.layers.selectable import selectable_layers
+        pools = {b for _, layer in selectable_layers(model) for b in layer.bases}
+        assert pools and used == {get_basis_class(b) for b in pools} and len(used) > 1, \
+            f"{name}: a selectable model must use its pools' bases, got {sorted(c.__name__ for c in used)}"
+        return
+    if parts["basis"] == "rational":  # KAT: group-rational activations (kanzoo.layers.GroupRational), no basis
+        from kanzoo.layers import GroupRational
+        assert not used and any(isinstance(m, GroupRational) for m in model.modules()), \
+            f"{name}: a KAT model's KAN layers are GroupRationals, got bases {sorted(c.__name__ for c in used)}"
+        return
     assert used == {get_basis_class(parts["basis"])}, \
         f"{name}: tag {parts['basis_tag']!r} means {parts['basis']}, the model uses {sorted(c.__name__ for c in used)}"
 

@@ -2,8 +2,8 @@
 
 The model list is ``kanzoo.list_models()`` at collection time, so a new family is covered by registering it.
 Every model is built small to fit the CI budget: ``width_scale=WIDTH_SCALE`` (every kanzoo family takes it;
-``test_accepts_width_scale`` holds them to it) and the smallest input that the model's cfg allows (about 32²),
-batch 1 or 2.
+``test_accepts_width_scale`` holds them to it), the reductions of ``SMALL_KWARGS`` (fewer MLP-KAN and KAT
+blocks) and the smallest input that the model's cfg allows (about 32²), batch 1 or 2.
 
 What each model must pass, as in timm, with kanzoo's differences marked (*):
 
@@ -21,7 +21,8 @@ reset_classifier       classifiers: ``reset_classifier(7)`` keeps device, dtype 
                        parameters stay frozen
 default_cfg            num_features / head_hidden_size / pool_size / reset_classifier / first_conv / classifier,
                        checked for every tag's cfg (*: pool_size is checked at the test size, scaled from the
-                       cfg's ``input_size``/``pool_size`` ratio, and every tag must agree with the model's reduction)
+                       cfg's ``input_size``/``pool_size`` ratio, and every tag must agree with the model's reduction;
+                       token models, whose forward_features is (B, N, C), get timm's non-standard-model checks)
 in_chans               ``in_chans=1`` and ``in_chans=4`` build and run
 drop_rate              ``drop_rate=0.5`` is accepted; (*) classifiers: eval output deterministic, train output not
 torchscript            ``torch.jit.script`` under ``set_scriptable(True)``, output equal to eager (*: timm checks
@@ -39,6 +40,7 @@ Declared exceptions. A model class may set ``_contract_skip = {check: reason}`` 
 but still asserts that some have one, and ``'torchscript'`` replaces ``torch.jit.script`` by ``torch.jit.trace``
 with the same output check. An unknown key fails ``test_contract_declarations``.
 """
+import fnmatch
 import inspect
 import math
 import warnings
@@ -78,6 +80,10 @@ CONTRACT_CHECKS = {
 }
 
 WIDTH_SCALE = 0.125   # every width × 1/8: resnet_*152 and vgg_*19 then build and run in well under a second
+#: more size reductions for families whose cost is not in their width (name glob -> build kwargs): MLP-KAN's
+#: fixed 224²/384² inputs through 12 mixture-of-experts blocks, KAT's 224² ViTs of 12 blocks; 3 blocks keep
+#: features_only's 3 levels
+SMALL_KWARGS: Dict[str, Dict[str, Any]] = {"mlp_kan_*": dict(depth=3), "kat_*": dict(depth=3)}
 TARGET_SIZE = 32      # test input side, raised to the cfg's min_input_size and to MIN_FEATURE_PX × the reduction
 MIN_FEATURE_PX = 2    # unpooled features at least 2×2 (InstanceNorm needs > 1 pixel; timm never tests at 1×1)
 RTOL, ATOL = 1e-4, 1e-5
@@ -111,6 +117,9 @@ def probe(name: str) -> Dict[str, Any]:
     the class, whether it takes ``width_scale``, its task, declared skips and cfg."""
     if name not in _PROBES:
         kw: Dict[str, Any] = {"width_scale": WIDTH_SCALE}
+        for pattern, extra in SMALL_KWARGS.items():
+            if fnmatch.fnmatch(name, pattern):
+                kw.update(extra)
         try:
             model = kanzoo.create_model(name, device="meta", **kw)
         except TypeError as e:
@@ -333,6 +342,8 @@ def test_default_cfg(name):
     spatial = slice(1, 3) if channel_dim == -1 else slice(2, 4)
     with torch.no_grad():
         feat = model.forward_features(x)
+        if feat.ndim == 3:  # token models (ViT-style NLC features): timm's test_model_default_cfgs_non_std
+            return _check_token_model(name, model, x, feat)
         assert feat.ndim == 4 and feat.shape[channel_dim] == model.num_features, \
             f"{name}: forward_features {tuple(feat.shape)}, num_features={model.num_features}"
         assert tuple(feat.shape[spatial]) == pool, \
@@ -357,6 +368,22 @@ def test_default_cfg(name):
         out = unpooled(x)
         assert out.ndim == 4 and out.shape[channel_dim] == model.num_features, \
             f"{name}: create_model(num_classes=0, global_pool='') gives {tuple(out.shape)}"
+
+
+def _check_token_model(name: str, model: torch.nn.Module, x: torch.Tensor, feat: torch.Tensor) -> None:
+    """The head API of a model whose forward_features gives tokens (B, N, C), as timm checks its ViTs."""
+    assert feat.shape[0] == 1 and feat.shape[-1] == model.num_features, \
+        f"{name}: forward_features {tuple(feat.shape)}, num_features={model.num_features}"
+    pre = model.forward_head(feat, pre_logits=True)
+    assert pre.shape == (1, model.head_hidden_size), \
+        f"{name}: pre_logits {tuple(pre.shape)}, head_hidden_size={model.head_hidden_size}"
+    model.reset_classifier(0)
+    assert model.num_classes == 0 and model(x).shape == pre.shape, f"{name}: reset_classifier(0) is not pooled"
+    model.reset_classifier(0, "")
+    out = model(x)
+    assert out.shape == feat.shape, f"{name}: reset_classifier(0, '') gives {tuple(out.shape)}, not the tokens"
+    out = build(name, num_classes=0, global_pool="").eval()(x)
+    assert out.shape == feat.shape, f"{name}: create_model(num_classes=0, global_pool='') gives {tuple(out.shape)}"
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -5,5 +5,9 @@ from . import vgg_kan  # noqa: F401
 from . import resnet_kan  # noqa: F401
 from . import densenet_kan  # noqa: F401
 from . import unet_kan  # noqa: F401
+from . import ukan  # noqa: F401
+from . import mlp_kan  # noqa: F401
+from . import s_convkan  # noqa: F401
+from . import kat  # noqa: F401
 
 __all__ = ["UnknownModelError", "create_model", "list_models", "list_pretrained"]

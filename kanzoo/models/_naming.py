@@ -8,6 +8,9 @@ pattern                                                  examples
 ``simple_conv_{basis}``, ``eight_simple_conv_{basis}``    ``simple_conv_kagn``
 ``ukanet_{basis}{depth}``                                 ``ukanet_kagn3``
 ``u2kanet_{basis}[_small]``                               ``u2kanet_kagn_small``
+``ukan_{size}`` (B-spline KAN blocks)                     ``ukan_small``, ``ukan_large``
+``mlp_kan_{size}_patch{p}_{img}`` (RSWAF experts)         ``mlp_kan_tiny_patch16_224``
+``kat_{size}[_gelu|_swish]_patch{p}_{img}`` (GR-KAN)      ``kat_tiny_patch16_224``
 =======================================================  =========================================
 
 ``{basis}`` is one of the basis tags of :data:`kanzoo.models._base.BASIS_TAGS` (``kagn``: Gram,
@@ -38,7 +41,19 @@ SCHEME: Dict[str, tuple] = {
                     rf"(?P<family>simple_conv|eight_simple_conv)_(?P<basis>{_BASIS})"),
     "ukanet": ("ukanet_{basis}{depth}", rf"(?P<family>ukanet)_(?P<basis>{_BASIS})(?P<depth>\d+)"),
     "u2kanet": ("u2kanet_{basis}[_small]", rf"(?P<family>u2kanet)_(?P<basis>{_BASIS})(?:_(?P<variant>small))?"),
+    "s_convkan": ("s_convkan_{size}", r"(?P<family>s_convkan)_(?P<variant>tiny|small|base)"),
+    "ukan": ("ukan_{size}", r"(?P<family>ukan)_(?P<variant>small|base|large)"),
+    "mlp_kan": ("mlp_kan_{size}_patch{p}_{img}",
+                r"(?P<family>mlp_kan)_(?P<variant>tiny|small|base)_patch(?P<patch>\d+)_(?P<img_size>\d+)"),
+    "kat": ("kat_{size}[_gelu|_swish]_patch{p}_{img}",
+            r"(?P<family>kat)_(?P<variant>tiny|small|base)(?:_(?P<act_init>gelu|swish))?_patch(?P<patch>\d+)"
+            r"_(?P<img_size>\d+)"),
 }
+
+#: schemes whose names carry no basis tag -> what ``parse_model_name`` reports as ``basis``
+#: (``'selectable'``: every layer chooses among a pool of bases, :mod:`kanzoo.layers.selectable`; U-KAN's KAN
+#: linears are B-splines, MLP-KAN's KAN experts RSWAF/FasterKAN)
+FIXED_BASIS: Dict[str, str] = {"s_convkan": "selectable", "ukan": "bspline", "mlp_kan": "rswaf", "kat": "rational"}
 
 #: the compiled, anchored regexes of :data:`SCHEME`
 NAME_PATTERNS: Dict[str, "re.Pattern[str]"] = {k: re.compile(rf"^{rx}$") for k, (_, rx) in SCHEME.items()}
@@ -61,8 +76,9 @@ def parse_model_name(name: str) -> Optional[Dict[str, str]]:
         m = rx.match(arch)
         if m:
             parts = {k: v for k, v in m.groupdict().items() if v is not None}
-            parts["basis_tag"] = parts.pop("basis")
-            return dict(scheme=scheme, basis=BASIS_TAGS[parts["basis_tag"]], **parts)
+            parts["basis_tag"] = parts.pop("basis", None)
+            basis = FIXED_BASIS[scheme] if parts["basis_tag"] is None else BASIS_TAGS[parts["basis_tag"]]
+            return dict(scheme=scheme, basis=basis, **parts)
     return None
 
 

@@ -12,6 +12,7 @@ from .jacobi import JacobiBasis
 from .legendre import LegendreBasis
 from .rbf import RBFBasis
 from .relu import ReLUBasis
+from .rswaf import RSWAFBasis
 from .wavelet import WaveletBasis, wavelet
 
 _BASES: Dict[str, Type[Basis]] = {
@@ -23,6 +24,7 @@ _BASES: Dict[str, Type[Basis]] = {
     "bspline": BSplineBasis,
     "rbf": RBFBasis,
     "relu": ReLUBasis,
+    "rswaf": RSWAFBasis,
     "wavelet": WaveletBasis,
 }
 
@@ -80,5 +82,5 @@ def create_basis(basis: BasisType, num_channels: int, device=None, dtype=None, g
 
 __all__ = [
     "Basis", "BernsteinBasis", "BSplineBasis", "ChebyshevBasis", "GramBasis", "JacobiBasis", "LegendreBasis",
-    "RBFBasis", "ReLUBasis", "WaveletBasis", "wavelet", "compile_bases", "create_basis", "get_basis_class", "list_bases", "register_basis",
+    "RBFBasis", "ReLUBasis", "RSWAFBasis", "WaveletBasis", "wavelet", "compile_bases", "create_basis", "get_basis_class", "list_bases", "register_basis",
 ]

@@ -1,0 +1,139 @@
+"""Build kanzoo modules from U-KAN reference descriptions (CUHK-AIM-Group/U-KAN, ``Seg_UKAN``) and load their
+weights.
+
+A description is shaped like an entry of the golden ``manifest.json``::
+
+    {"family": "UKAN", "ctor_kwargs": {"num_classes": 1, "embed_dims": [128, 160, 256], "img_size": 256}}
+
+=============  =====================================  ==========================================================
+family         reference                              kanzoo equivalent
+=============  =====================================  ==========================================================
+``KANLinear``  ``kan.KANLinear`` (efficient-kan)      :class:`~kanzoo.layers.SplineKANLinear`
+``KANBlock``   ``archs.KANBlock``, called m(x, H, W)  :class:`~kanzoo.layers.TokenKANBlock`, called the same way
+``UKAN``       ``archs.UKAN``                         :class:`~kanzoo.models.ukan.UKAN` (3 input channels, as the
+                                                      reference always builds)
+``UKAN-hub``   the released checkpoints' UKAN         the same, at ``embed_dims=[128, 160, 256]`` (``ukan_small``)
+=============  =====================================  ==========================================================
+
+Keys are the reference's except for the knots: the reference stores a ``grid`` row per input feature
+(``(in, G+2K+1)``, identical rows: U-KAN never updates its grids), kanzoo one row, ``basis.grid``. The conversion
+checks that every row equals the first one and raises if not. Loading is strict: every reference key is
+consumed and every kanzoo tensor filled.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, Optional
+
+import torch
+from torch import nn
+
+from ..tck._state import load_strict
+
+FAMILIES = ("KANLinear", "KANBlock", "UKAN", "UKAN-hub")
+_CLASS_FAMILIES = {"KANLinear": "KANLinear", "KANBlock": "KANBlock", "UKAN": "UKAN"}
+
+#: a key of a reference KAN linear's knot buffer
+_GRID_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?)grid$")
+
+
+def family_of(case: Dict[str, Any]) -> str:
+    """The description's ``family``, or the one its ``ref_class`` implies."""
+    fam = case.get("family")
+    if not fam:
+        cls = str(case.get("ref_class", "")).rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+        fam = _CLASS_FAMILIES.get(cls)
+        if fam is None:
+            raise ValueError(f"unknown U-KAN reference class {case.get('ref_class')!r}; give one of "
+                             f"{sorted(_CLASS_FAMILIES)} or a 'family' of {FAMILIES}")
+    if fam not in FAMILIES:
+        raise ValueError(f"unknown U-KAN family {fam!r}; supported: {FAMILIES}")
+    return fam
+
+
+def _act_name(value: Any) -> str:
+    name = str(value).rsplit(".", 1)[-1].strip("'\"<>").lower()
+    return {"silu": "silu", "swish": "silu", "gelu": "gelu", "relu": "relu", "tanh": "tanh"}.get(name, name)
+
+
+def _kan_kwargs(kw: Dict[str, Any]) -> Dict[str, Any]:
+    """SplineKANLinear arguments from efficient-kan's ``KANLinear`` keywords (init-only ones are checked)."""
+    if not kw.get("enable_standalone_scale_spline", True):
+        raise ValueError("enable_standalone_scale_spline=False is not supported: kanzoo's SplineKANLinear always "
+                         "has the spline_scaler (set it to ones to reproduce the reference)")
+    out = dict(grid_size=int(kw.get("grid_size", 5)), spline_order=int(kw.get("spline_order", 3)),
+               grid_range=tuple(float(v) for v in kw.get("grid_range", (-1.0, 1.0))),
+               base_act=_act_name(kw.get("base_activation", "silu")))
+    for name in ("scale_noise", "scale_base", "scale_spline"):
+        if name in kw:
+            out[name] = float(kw[name])
+    return out
+
+
+def build(case: Dict[str, Any], device=None) -> nn.Module:
+    """The kanzoo module of a description (freshly initialised; ``device='meta'`` allocates nothing)."""
+    from ...layers import SplineKANLinear, TokenKANBlock
+    from ...models.ukan import UKAN
+
+    fam = family_of(case)
+    kw = dict(case.get("ctor_kwargs", {}))
+    if fam == "KANLinear":
+        return SplineKANLinear(int(kw["in_features"]), int(kw["out_features"]), **_kan_kwargs(kw), device=device)
+    if fam == "KANBlock":  # its dropout ('drop') is built but never applied by the reference
+        return TokenKANBlock(int(kw["dim"]), drop_path=float(kw.get("drop_path", 0.0)),
+                             kan=not bool(kw.get("no_kan", False)), device=device)
+    # UKAN: the reference ignores input_channels (always 3), depths (always 1), no_kan (always KAN), patch_size,
+    # img_size and deep_supervision, so the same arguments build the same kanzoo model whatever they say
+    return UKAN(embed_dims=tuple(int(e) for e in kw.get("embed_dims", (256, 320, 512))),
+                num_classes=int(kw.get("num_classes", 1)), in_chans=3,
+                drop_path_rate=float(kw.get("drop_path_rate", 0.0)), device=device)
+
+
+def is_reference_ukan_state(state: Dict[str, torch.Tensor]) -> bool:
+    """True for a reference-keyed U-KAN (or KAN block / KAN linear) state dict: knots in ``*.grid`` rows."""
+    return any(k.endswith(".grid") and not k.endswith("basis.grid") and v.dim() == 2 for k, v in state.items()) \
+        or ("grid" in state and state["grid"].dim() == 2)
+
+
+def convert_ukan_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Reference keys -> kanzoo keys: each KAN linear's ``grid`` (in, G+2K+1) becomes ``basis.grid`` (G+2K+1,)
+    after checking that all its rows are equal; every other key is kept."""
+    out: Dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        m = _GRID_KEY.match(key)
+        if m and value.dim() == 2:
+            rows = value
+            if not torch.equal(rows, rows[:1].expand_as(rows)):
+                diff = (rows - rows[:1]).abs().max().item()
+                raise ValueError(f"{key!r}: the knot rows differ between input features (max difference {diff:g}); "
+                                 f"kanzoo's U-KAN keeps one knot row per layer (U-KAN never updates its grids). A "
+                                 f"checkpoint trained with efficient-kan's update_grid cannot be converted")
+            out[f"{m.group('prefix')}basis.grid"] = rows[0].clone()
+        else:
+            out[key] = value
+    return out
+
+
+def from_reference(case: Dict[str, Any], state_dict: Optional[Dict[str, torch.Tensor]] = None,
+                   dtype: Optional[torch.dtype] = None) -> nn.Module:
+    """Builds the kanzoo equivalent of a U-KAN reference module and loads its reference-keyed state strictly.
+
+    Args:
+        case: ``{"family" or "ref_class", "ctor_kwargs"}`` (a golden manifest entry).
+        state_dict: the reference ``state_dict()``; None returns the freshly initialised kanzoo module.
+        dtype: floating dtype of the module, set before loading (float64 weights stay float64).
+
+    Returns:
+        The kanzoo module in train mode. ``KANBlock`` modules are called like the reference, ``m(x, H, W)``.
+    """
+    if state_dict is None:
+        module = build(case)
+        return module.to(dtype) if dtype is not None else module
+    # every tensor is loaded: build without initialising (on meta), then allocate
+    module = build(case, device="meta").to_empty(device="cpu")
+    if dtype is not None:
+        module = module.to(dtype)
+    return load_strict(module, convert_ukan_state(dict(state_dict)))
+
+
+__all__ = ["FAMILIES", "build", "convert_ukan_state", "family_of", "from_reference", "is_reference_ukan_state"]
