@@ -6,7 +6,6 @@ al., "Switch Transformers", arXiv 2101.03961)."""
 from typing import List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from timm.layers import Mlp
 from torch import nn
 

@@ -156,11 +156,15 @@ class RSWAFBasis(ClosedFormBasis):
         return None if parts is None else _RSWAFFunction.apply(x, prefix, self, parts)
 
     def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if not torch.jit.is_scripting():
-            out = self._forward_exp(x, prefix)
-            if out is not None:
-                return out
-        return super().forward(x, prefix)
+        # ClosedFormBasis.forward, with the exponential form's own fused function first (TorchScript has no super())
+        if torch.jit.is_scripting() or torch.jit.is_tracing() or not torch.is_grad_enabled():
+            return cat_basis(self.values(x), prefix)
+        out = self._forward_exp(x, prefix)
+        if out is not None:
+            return out
+        if not x.requires_grad and (prefix is None or not prefix.requires_grad):
+            return cat_basis(self.evaluate(x), prefix)
+        return self._forward_fused(x, prefix)
 
     def extra_repr(self) -> str:
         return f"grid_size={self.grid_size}, grid_range={self.grid_range}, denominator={self.denominator}"
