@@ -20,7 +20,8 @@ from torch.utils.data import Dataset
 from .workflows._common import PathLike, WorkflowError, atomic_write
 from .workflows.data import DECODE_ERRORS, IMG_EXTENSIONS
 
-__all__ = ["SegmentationFolder", "predict_masks", "write_mask_overlay", "overlay_mask", "PALETTE"]
+__all__ = ["SegmentationFolder", "load_rgb", "preprocess", "predict_masks", "write_mask_overlay", "overlay_mask",
+           "PALETTE"]
 
 #: overlay colours of classes 1, 2, ... (class 0, the background, is not drawn)
 PALETTE = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (255, 225, 25), (145, 30, 180), (70, 240, 240),
@@ -114,23 +115,38 @@ class SegmentationFolder(Dataset):
         return out
 
     def __getitem__(self, i: int):
-        from PIL import Image
-
         img_path, mask_paths = self.samples[i]
         try:
-            with Image.open(img_path) as im:
-                img = torch.from_numpy(_to_array(im.convert("RGB"))).permute(2, 0, 1).float() / 255.0
+            img = load_rgb(img_path)
         except DECODE_ERRORS as e:
             raise WorkflowError(f"image {str(img_path)!r} will not decode: {type(e).__name__}: {e}") from None
         mask = self._load_mask(mask_paths, (img.shape[1], img.shape[2]))
-        if self.size is not None and tuple(img.shape[1:]) != self.size:
-            img = torch.nn.functional.interpolate(img[None], size=self.size, mode="bilinear", align_corners=False,
-                                                  antialias=True)[0]
+        if self.size is not None and tuple(mask.shape) != self.size:
             mask = torch.nn.functional.interpolate(mask[None, None].float(), size=self.size, mode="nearest")[0, 0]
             mask = mask.long()
-        mean = torch.tensor(self.mean).view(-1, 1, 1)
-        std = torch.tensor(self.std).view(-1, 1, 1)
-        return (img - mean) / std, mask, str(img_path)
+        return preprocess(img, self.size, self.mean, self.std), mask, str(img_path)
+
+
+def load_rgb(path: PathLike) -> torch.Tensor:
+    """An image file as a float tensor (3, H, W) in [0, 1]."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return torch.from_numpy(_to_array(im.convert("RGB"))).permute(2, 0, 1).float() / 255.0
+
+
+def preprocess(image: torch.Tensor, size: Optional[Sequence[int]] = None,
+               mean: Sequence[float] = (0.485, 0.456, 0.406),
+               std: Sequence[float] = (0.229, 0.224, 0.225)) -> torch.Tensor:
+    """U-KAN's evaluation preprocessing of an image (C, H, W) in [0, 1]: resize to ``size`` (H, W) (bilinear,
+    antialiased; None keeps the size), then ``(x - mean) / std`` per channel. ``kanzoo predict`` on a segmentation
+    model uses it with the model's pretrained cfg (``input_size[1:]``, ``mean``, ``std``)."""
+    if size is not None and tuple(image.shape[1:]) != tuple(size):
+        image = torch.nn.functional.interpolate(image[None], size=tuple(size), mode="bilinear", align_corners=False,
+                                                antialias=True)[0]
+    m = torch.tensor(mean, dtype=image.dtype).view(-1, 1, 1)
+    s = torch.tensor(std, dtype=image.dtype).view(-1, 1, 1)
+    return (image - m) / s
 
 
 def _to_array(im):

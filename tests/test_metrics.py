@@ -199,3 +199,17 @@ def test_predict_and_overlay(tmp_path, seg_folder):
         write_mask_overlay(path, mask, tmp_path / "x.jpg")
     # a mask at another size is resized to the image
     assert overlay_mask(Image.open(path), mask[::2, ::2]).size == (30, 20)
+
+
+def test_predict_pipeline_for_the_cli(tmp_path, seg_folder):
+    """What ``kanzoo predict`` does on a segmentation model: load, preprocess to the cfg size, predict, overlay at
+    the image's own size."""
+    from kanzoo.segmentation import load_rgb, preprocess
+
+    path = seg_folder / "images" / "case1.png"
+    x = preprocess(load_rgb(path), size=(16, 24))
+    assert x.shape == (3, 16, 24)
+    torch.testing.assert_close(x, SegmentationFolder(seg_folder, size=(16, 24))[1][0])
+    mask = predict_masks(_Threshold(), x[None])[0]
+    out = write_mask_overlay(path, mask, tmp_path / "case1_mask.png")
+    assert Image.open(out).size == (30, 20)

@@ -18,6 +18,7 @@ from torch import nn
 PAPERS = {
     "2407.01092": ("drokin2024kolmogorov", "Ivan Drokin",
                    "Kolmogorov-Arnold Convolutions: Design Principles and Empirical Studies", 2024),
+    "2409.10594": ("yang2024kolmogorov", "Xingyi Yang and Xinchao Wang", "Kolmogorov-Arnold Transformer", 2024),
     "2404.19756": ("liu2024kan", "Ziming Liu and Yixuan Wang and Sachin Vaidya and Fabian Ruehle and James Halverson "
                    "and Marin Soljačić and Thomas Y. Hou and Max Tegmark", "KAN: Kolmogorov-Arnold Networks", 2024),
 }
