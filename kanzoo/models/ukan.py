@@ -80,9 +80,17 @@ class OverlapPatchEmbed(nn.Module):
         return self.norm(x.flatten(2).transpose(1, 2)), H, W
 
 
+def _channels_last(x: torch.Tensor) -> bool:
+    """Whether the conv stages run in channels-last memory: yes except in float64, whose CPU convolutions have
+    no channels-last kernel (2.5× slower there)."""
+    return x.dtype != torch.float64
+
+
 def _tokens_to_image(x: torch.Tensor, H: int, W: int) -> torch.Tensor:
-    """Tokens (B, H·W, C) -> an image (B, C, H, W) in channels-last memory (a view: no copy)."""
-    return x.reshape(x.shape[0], H, W, -1).permute(0, 3, 1, 2)
+    """Tokens (B, H·W, C) -> an image (B, C, H, W): a channels-last view (no copy), or a contiguous copy in
+    float64 (see :func:`_channels_last`)."""
+    x = x.reshape(x.shape[0], H, W, -1).permute(0, 3, 1, 2)
+    return x if _channels_last(x) else x.contiguous()
 
 
 def _up(x: torch.Tensor) -> torch.Tensor:
@@ -258,12 +266,12 @@ class UKAN(nn.Module):
                     yield f"{mname}.{pname}", p
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
-        """Zero-pads the bottom and right to a multiple of 32, in channels-last memory: the convs run 1.5-3×
-        faster so on CPU, and the tokens of the KAN stages are then views of the conv outputs."""
+        """Zero-pads the bottom and right to a multiple of 32, in channels-last memory (not in float64): the
+        convs run 1.5-3× faster so on CPU, and the tokens of the KAN stages are then views of the conv outputs."""
         h, w = x.shape[-2], x.shape[-1]
         m = self.pad_multiple
         x = F.pad(x, [0, (m - w % m) % m, 0, (m - h % m) % m])
-        return x.contiguous(memory_format=torch.channels_last)
+        return x.contiguous(memory_format=torch.channels_last) if _channels_last(x) else x.contiguous()
 
     def _encode(self, x: torch.Tensor, num_levels: int = 5) -> List[torch.Tensor]:
         """Encoder outputs t1..t5 (1/2 .. 1/32) of an input whose sides are multiples of 32."""

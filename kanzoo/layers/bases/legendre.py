@@ -48,11 +48,12 @@ class LegendreBasis(ThreeTermBasis):
     def _rescale(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
         if self.minmax == "batch":
-            lo, hi = torch.aminmax(x.transpose(0, 1).reshape(self.groups, -1), dim=1)
-            lo, hi = lo.view(1, self.groups, 1), hi.view(1, self.groups, 1)
+            xg = x.transpose(0, 1).reshape(self.groups, -1)
+            lo, hi = xg.amin(dim=1).view(1, self.groups, 1), xg.amax(dim=1).view(1, self.groups, 1)
         else:
-            lo, hi = torch.aminmax(x.reshape(n, self.groups, -1), dim=2)
-            lo, hi = lo.view(n, self.groups, 1), hi.view(n, self.groups, 1)
+            # amin/amax, not aminmax: torch 2.11 has no aminmax derivative on CUDA
+            xg = x.reshape(n, self.groups, -1)
+            lo, hi = xg.amin(dim=2).view(n, self.groups, 1), xg.amax(dim=2).view(n, self.groups, 1)
         scale = 2.0 / (hi - lo).clamp_min(self.eps)
         # x̂ = (x - lo)·scale - 1, as one multiply-add over the input
         out = torch.addcmul(-(lo * scale) - 1.0, x.reshape(n, self.groups, -1), scale)
