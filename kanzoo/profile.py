@@ -38,7 +38,7 @@ __all__ = [
     "basis_module_flops", "bernstein_flops", "bspline_flops", "chebyshev_flops", "count", "count_macs",
     "gram_flops", "jacobi_flops", "kan_linear_flops", "kan_linear_params", "kanbefair_bspline_act_flops",
     "kanbefair_flops", "kanbefair_layer", "kanbefair_params", "kanbefair_total", "legendre_flops", "match",
-    "rbf_flops", "relu_flops", "rswaf_flops", "wavelet_flops",
+    "rbf_flops", "relu_flops", "rswaf_flops", "wavelet_flops", "rational_flops",
 ]
 
 #: what torch.utils.flop_counter counts, of the ops kanzoo's models run
@@ -253,6 +253,15 @@ def relu_flops(g: int = 5, k: int = 3) -> int:
 def rswaf_flops(grid_size: int = 8) -> int:
     r""":math:`1 - \tanh^2((x-g_j)\,r)` for G centres (subtract, scale, tanh 6, square, subtract): :math:`10G`."""
     return 10 * _check_int("grid_size", grid_size, 1)
+
+
+def rational_flops(order: Tuple[int, int] = (5, 4)) -> int:
+    r"""Group-rational activation :math:`P(x)/Q(x)` (:class:`~kanzoo.layers.GroupRational`, order (m, n)) per
+    element: P by Horner (m multiply-adds), :math:`Q = 1 + \sum_j |b_j||x|^j` by Horner in :math:`|x|` (the
+    abs, n multiply-adds), the division: :math:`2m + 2n + 2` (20 at (5, 4)). The coefficients' ``|b_j|`` are
+    per group, not per element, and are not counted."""
+    m, n = order
+    return 2 * _check_int("m", m, 0) + 2 * _check_int("n", n, 0) + 2
 
 
 #: FLOPs of the mother wavelet ψ(u) at one point (see :func:`kanzoo.layers.bases.wavelet.wavelet`)
@@ -603,9 +612,15 @@ def count(model: nn.Module, input_size: Optional[Sequence[int]] = None, conventi
         if extra is not None:
             rows[n].elementwise_flops += int(extra(args, out, convention))
 
+    def rational_hook(m, args, out):
+        rows[_owner(names[id(m)], unit_names)].basis_flops += rational_flops(tuple(m.order)) * args[0].numel()
+
+    from .layers.rational import GroupRational
     for n, m in model.named_modules():
         if isinstance(m, Basis):
             hooks.append(m.register_forward_hook(basis_hook))
+        elif isinstance(m, GroupRational):
+            hooks.append(m.register_forward_hook(rational_hook))
         elif elementwise and type(m) in ACT_FLOPS:
             hooks.append(m.register_forward_hook(elementwise_hook))
         if n in unit_of:

@@ -166,6 +166,7 @@ def test_kanzoo_basis_formulas_by_hand():
     assert P.relu_flops(5, 3) == 56
     assert P.wavelet_flops(4, "mexican_hat") == 4 * 8
     assert P.rswaf_flops(8) == 8 * 10               # subtract, scale, tanh 6, square, 1 - ·
+    assert P.rational_flops((5, 4)) == 5 * 2 + 1 + 4 * 2 + 1   # Horner P, |x|, Horner Q with 1 +, divide
     assert P.basis_flops("gram", degree=5) == 6 + 12 + 25
     with pytest.raises(ValueError, match="no FLOP formula for basis 'splinez'"):
         P.basis_flops("splinez")
@@ -244,3 +245,12 @@ def test_match_errors():
         P.match(None, mlp, target=10**7, max_width=64, input_size=(16,))
     with pytest.raises(ValueError, match="by must be 'params' or 'flops'"):
         P.match(None, mlp, by="macs", target=10)
+
+
+def test_group_rational_is_counted_as_basis_evaluation():
+    """A KAT's rational activations are its KAN functions: 20 FLOPs per element they see at order (5, 4)."""
+    import kanzoo
+    model = kanzoo.create_model("kat_tiny_patch16_224", img_size=32, patch_size=8, depth=2)
+    prof = P.count(model, (3, 32, 32))
+    tokens, dim, hidden = 17, 192, 768  # 16 patches + cls; act1 sees dim, act2 sees the hidden width
+    assert prof.basis_flops == 2 * 20 * tokens * (dim + hidden)
