@@ -67,21 +67,34 @@ class BasisAdapterConfig:
     With ``rank`` the coefficient deltas are low rank: the tensor (out, in/groups, n, \*k) is
     :math:`B A` with B (out, r), zero at the start, and A (r, in/groups·n·k).
 
+    A group-rational activation (:class:`~kanzoo.layers.GroupRational`, KAT's GR-KAN) computes
+    :math:`P(x)/Q_g(x)` with :math:`P = \sum_{i\le m} a_i x^i` shared by its groups and
+    :math:`Q_g = 1 + \sum_{j<n} |b_{gj}|\,|x|^{j+1}`; the adapter trains a delta on the coefficients of the
+    trainable degrees (powers of x), :math:`a' = a + \Delta a`, :math:`b' = b + \Delta b` (before the
+    :math:`|\cdot|`), merged exactly by addition. Rationals take no extra degrees and no rank (docs/peft.md).
+
     Args:
         target_modules: which KAN layers to adapt. None (default): every supported KAN layer
             (:class:`~kanzoo.layers.KANConvNd`, :class:`~kanzoo.layers.BottleneckKANConvNd`,
             :class:`~kanzoo.layers.KANLinear`, :class:`~kanzoo.layers.BottleneckKANLinear`) whose basis has
-            adapter rules (the polynomial bases, B-spline and RBF); others are left alone. A string is a
+            adapter rules (the polynomial bases, B-spline and RBF), and every
+            :class:`~kanzoo.layers.GroupRational`; others are left alone. A string is a
             regex that must match a module's full dotted name; a list holds module names (a name matches
             itself and every name that ends with ``'.' + name``) and layer classes (or ``'type:ClassName'``).
         exclude_modules: names/classes (same forms) that are never adapted.
         trainable_degrees: degrees whose coefficients get a delta: ``'all'`` (default), a list of degrees
             (0 = the constant term), or None / ``[]`` for none. For B-spline and RBF layers these are the
-            indices of the grid functions (0..num_basis-1).
-        extra_degrees: how many higher degrees to add (polynomial bases only).
-        rank: None for full deltas, or the rank of low-rank deltas.
+            indices of the grid functions (0..num_basis-1). For a GroupRational of order (m, n) degree d is the
+            power x^d: the numerator's a_d (d <= m) and every group's b_(d-1), the coefficient of |x|^d
+            (1 <= d <= n); 'all' is 0..max(m, n).
+        extra_degrees: how many higher degrees to add (polynomial bases only; an error on a GroupRational).
+        rank: None for full deltas, or the rank of low-rank deltas. KAN layers only: rationals always get
+            full deltas, and a rank with rationals named in ``target_modules``, or with only rationals
+            targeted, is an error.
         train_base: also train the targeted layers' base-branch and projection weights
-            (``weight``, ``bias``, ``inner_*``, ``outer_*``); saved whole in the adapter file.
+            (``weight``, ``bias``, ``inner_*``, ``outer_*``); saved whole in the adapter file. A GroupRational
+            has none (an error when only rationals are targeted; list KAT's ``fc1``/``fc2`` in
+            ``modules_to_save`` to train them).
         train_norm: also train every normalisation layer of the model (affine parameters, and the running
             statistics of BatchNorm); saved whole. Without it norms are frozen, and BatchNorm layers stay in
             eval mode while the adapter trains, so their running statistics never change (a base model plus

@@ -1,8 +1,9 @@
-"""``BasisAdapterLayer``: a frozen KAN layer plus trainable basis-coefficient adapter tensors."""
+"""``BasisAdapterLayer``: a frozen KAN layer plus trainable basis-coefficient adapter tensors;
+``RationalAdapterLayer``: the same for a group-rational activation (KAT's GR-KAN)."""
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence, Tuple, Type
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
 import torch
 import torch.nn.functional as F
@@ -12,12 +13,15 @@ from torch.func import functional_call
 from ..layers import BottleneckKANConvNd, BottleneckKANLinear, KANConvNd, KANLinear
 from ..layers.conv import check_input, check_spatial, conv_nd
 from ..layers.linear import check_features
+from ..layers.rational import GroupRational
 from .bases import BasisRule, get_basis_rule
 
-__all__ = ["BasisAdapterLayer", "SUPPORTED_LAYERS", "adapter_layer_kind", "unsupported_reason", "BASE_PARAM_NAMES"]
+__all__ = ["BasisAdapterLayer", "RationalAdapterLayer", "SUPPORTED_LAYERS", "adapter_layer_kind", "unsupported_reason",
+           "BASE_PARAM_NAMES", "layer_signature", "make_adapter_layer", "rational_order"]
 
 #: the layer classes an adapter understands; a subclass is accepted only if it keeps their forward
-SUPPORTED_LAYERS: Tuple[Type[nn.Module], ...] = (KANConvNd, BottleneckKANConvNd, KANLinear, BottleneckKANLinear)
+SUPPORTED_LAYERS: Tuple[Type[nn.Module], ...] = (KANConvNd, BottleneckKANConvNd, KANLinear, BottleneckKANLinear,
+                                                 GroupRational)
 
 #: the non-basis weights of a layer that ``train_base`` trains
 BASE_PARAM_NAMES = ("weight", "bias", "inner_weight", "inner_bias", "outer_weight", "outer_bias")
@@ -39,6 +43,8 @@ def unsupported_reason(module: nn.Module) -> Optional[str]:
                 f"{[c.__name__ for c in SUPPORTED_LAYERS]}")
     if type(module).forward is not kind.forward:
         return f"{type(module).__name__} overrides the forward of {kind.__name__}, so an adapter cannot reproduce it"
+    if kind is GroupRational:
+        return None
     if get_basis_rule(module.basis) is None:
         return (f"its basis {type(module.basis).__name__} has no adapter rules (supported: gram, legendre, "
                 f"chebyshev, jacobi, bernstein, bspline, rbf)")
@@ -46,6 +52,33 @@ def unsupported_reason(module: nn.Module) -> Optional[str]:
         return (f"basis_layout={module.basis_layout!r} (torch-conv-kan's KAGN v2 compatibility layout) is not "
                 f"supported; adapters need the channel layout")
     return None
+
+
+def rational_order(module: GroupRational) -> Tuple[int, int]:
+    """(m, n) of a group-rational layer, read from its coefficient shapes (1, m+1) and (G, n)."""
+    return int(module.weight_numerator.shape[-1]) - 1, int(module.weight_denominator.shape[1])
+
+
+def layer_signature(module: nn.Module) -> Dict[str, Any]:
+    """What an adapter file records to recognise a layer it was saved for: its type, basis and coefficient shapes."""
+    kind = adapter_layer_kind(module)
+    if kind is GroupRational:
+        m, n = rational_order(module)
+        return {"layer": kind.__name__, "basis": "rational", "order": [m, n],
+                "num_groups": int(module.weight_denominator.shape[0])}
+    return {"layer": kind.__name__, "basis": get_basis_rule(module.basis).name,
+            "basis_weight_shape": list(module.basis_weight.shape)}
+
+
+def make_adapter_layer(module: nn.Module, trainable_degrees: Sequence[int], extra_degrees: int = 0,
+                       rank: Optional[int] = None) -> "BasisAdapterLayer":
+    """The adapter layer for ``module``: a :class:`RationalAdapterLayer` for a GroupRational, else a
+    :class:`BasisAdapterLayer`."""
+    if adapter_layer_kind(module) is GroupRational:
+        if extra_degrees or rank is not None:
+            raise ValueError("a GroupRational adapter takes trainable_degrees only (no extra_degrees, no rank)")
+        return RationalAdapterLayer(module, trainable_degrees)
+    return BasisAdapterLayer(module, trainable_degrees, extra_degrees, rank)
 
 
 def _flat(values: torch.Tensor) -> torch.Tensor:
@@ -297,6 +330,12 @@ class BasisAdapterLayer(nn.Module):
         """The adapter's own tensors, by name (``basis_delta``, ``beta_extra``, ...)."""
         return {n: p for n, p in self.named_parameters(recurse=False)}
 
+    def record(self) -> Dict[str, Any]:
+        """The layer's entry in ``adapter_config.json``'s ``target_layers``."""
+        return {**layer_signature(self.base_layer), "degree": self.degree, "num_basis": self.num_basis,
+                "trainable_degrees": list(self.trainable_degrees), "extra_degrees": self.extra_degrees,
+                "rank": self.rank}
+
     def __getattr__(self, name: str):
         try:
             return super().__getattr__(name)
@@ -308,3 +347,115 @@ class BasisAdapterLayer(nn.Module):
     def extra_repr(self) -> str:
         s = f"basis={self.rule.name}, trainable_degrees={self.trainable_degrees}, extra_degrees={self.extra_degrees}"
         return s + (f", rank={self.rank}" if self.rank is not None else "")
+
+
+class RationalAdapterLayer(BasisAdapterLayer):
+    r"""A :class:`~kanzoo.layers.GroupRational` (``base_layer``, frozen) with a coefficient adapter.
+
+    The layer computes, for the channels of group g,
+    :math:`F_g(x) = P(x)/Q_g(x)`, :math:`P = \sum_{i\le m} a_i x^i` (one numerator, shared by the groups) and
+    :math:`Q_g = 1 + \sum_{j<n} |b_{gj}|\,|x|^{j+1}`. A trainable degree d is a power of x: it gets a delta on
+    the numerator's :math:`a_d` (when d ≤ m) and on every group's :math:`b_{g,d-1}`, the coefficient of
+    :math:`|x|^d` (when 1 ≤ d ≤ n). The adapted layer runs the base layer's own forward with
+
+    .. math::
+        a' = a + \Delta a,\qquad b' = b + \Delta b\quad(\text{before the } |\cdot|)
+
+    so with zero deltas it is bit-for-bit the base layer, and :meth:`merge` writes a', b' into the layer, which
+    then computes exactly the adapted function (the same kernel on the same coefficients). The merged layer
+    keeps its order, its shared-numerator layout and its parameter names (KAT checkpoints' layout).
+
+    A rational is a kind of :class:`BasisAdapterLayer` (``isinstance`` finds every adapter), but it has no
+    basis module, no extra degrees and no low-rank form: its deltas are a (1, ·) and a (G, ·) tensor.
+
+    Attributes (those that exist for the trainable degrees):
+        numerator_delta (1, |T_P|): the delta on a_d for d in T_P = [d in T, d ≤ m] (increasing).
+        denominator_delta (G, |T_Q|): the delta on b_{g,d-1} for d in T_Q = [d in T, 1 ≤ d ≤ n] (increasing).
+    """
+
+    def __init__(self, base_layer: nn.Module, trainable_degrees: Sequence[int]):
+        nn.Module.__init__(self)   # not BasisAdapterLayer.__init__: a rational has no basis module or basis_weight
+        if adapter_layer_kind(base_layer) is not GroupRational:
+            raise ValueError(f"RationalAdapterLayer adapts a GroupRational, got {type(base_layer).__name__}")
+        reason = unsupported_reason(base_layer)
+        if reason is not None:
+            raise ValueError(f"cannot adapt {type(base_layer).__name__}: {reason}")
+        self.base_layer = base_layer
+        self.kind = GroupRational
+        self.rule = None
+        m, n = rational_order(base_layer)
+        self.rational_order = (m, n)
+        self.degree = max(m, n)
+        self.num_basis = self.degree + 1
+        self.trainable_degrees: List[int] = sorted(int(d) for d in trainable_degrees)
+        bad = [d for d in self.trainable_degrees if d < 0 or d > self.degree]
+        if bad:
+            raise ValueError(f"trainable degrees {bad} are out of range for a GroupRational of order ({m}, {n}): "
+                             f"its degrees are the powers of x 0..{self.degree}")
+        self.extra_degrees = 0
+        self.rank = None
+        self.numerator_degrees = [d for d in self.trainable_degrees if d <= m]
+        self.denominator_degrees = [d for d in self.trainable_degrees if 1 <= d <= n]
+        a, b = base_layer.weight_numerator, base_layer.weight_denominator
+        if self.numerator_degrees:
+            self.numerator_delta = nn.Parameter(torch.zeros(1, len(self.numerator_degrees), device=a.device,
+                                                            dtype=a.dtype))
+        if self.denominator_degrees:
+            self.denominator_delta = nn.Parameter(torch.zeros(b.shape[0], len(self.denominator_degrees),
+                                                              device=b.device, dtype=b.dtype))
+        self.register_buffer("numerator_index", torch.tensor(self.numerator_degrees, dtype=torch.long,
+                                                             device=a.device), persistent=False)
+        self.register_buffer("denominator_index", torch.tensor([d - 1 for d in self.denominator_degrees],
+                                                               dtype=torch.long, device=b.device), persistent=False)
+
+    # -- coefficients ---------------------------------------------------------------------------------------
+    def effective_numerator(self) -> torch.Tensor:
+        """a' = a + Δa at the trainable numerator powers, (1, m+1)."""
+        a = self.base_layer.weight_numerator
+        if not self.numerator_degrees:
+            return a
+        if len(self.numerator_degrees) == a.shape[-1]:
+            return a + self.numerator_delta
+        return a.index_add(1, self.numerator_index, self.numerator_delta)
+
+    def effective_denominator(self) -> torch.Tensor:
+        """b' = b + Δb at the trainable denominator powers (before the |·| of Q), (G, n)."""
+        b = self.base_layer.weight_denominator
+        if not self.denominator_degrees:
+            return b
+        if len(self.denominator_degrees) == b.shape[1]:
+            return b + self.denominator_delta
+        return b.index_add(1, self.denominator_index, self.denominator_delta)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        params: Dict[str, torch.Tensor] = {}
+        if self.numerator_degrees:
+            params["weight_numerator"] = self.effective_numerator()
+        if self.denominator_degrees:
+            params["weight_denominator"] = self.effective_denominator()
+        if not params:
+            return self.base_layer(x)
+        # the layer's own forward (kernel choice, formula path, dtype handling) on the adapted coefficients
+        return functional_call(self.base_layer, params, (x,))
+
+    # -- merge ----------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def merge(self) -> nn.Module:
+        """Writes a' and b' into ``base_layer`` (in place, same shapes and parameter objects) and returns it."""
+        layer = self.base_layer
+        a, b = self.effective_numerator(), self.effective_denominator()
+        if a is not layer.weight_numerator:
+            layer.weight_numerator.copy_(a)
+        if b is not layer.weight_denominator:
+            layer.weight_denominator.copy_(b)
+        return layer
+
+    def record(self) -> Dict[str, Any]:
+        return {**layer_signature(self.base_layer), "trainable_degrees": list(self.trainable_degrees),
+                "numerator_degrees": list(self.numerator_degrees),
+                "denominator_degrees": list(self.denominator_degrees), "extra_degrees": 0, "rank": None}
+
+    def extra_repr(self) -> str:
+        m, n = self.rational_order
+        return (f"basis=rational, order=({m}, {n}), trainable_degrees={self.trainable_degrees} (numerator powers "
+                f"{self.numerator_degrees}, denominator powers {self.denominator_degrees})")

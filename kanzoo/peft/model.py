@@ -1,7 +1,8 @@
 """``PeftModel``: a model with basis-coefficient adapters; save, load and merge them.
 
 The model is adapted in place (as with the peft library): each targeted KAN layer is replaced by a
-:class:`~kanzoo.peft.layers.BasisAdapterLayer` holding it. ``save_pretrained`` writes
+:class:`~kanzoo.peft.layers.BasisAdapterLayer` holding it (a :class:`~kanzoo.peft.layers.RationalAdapterLayer`
+for each group-rational activation of a KAT). ``save_pretrained`` writes
 ``adapter_config.json`` and ``adapter_model.safetensors`` (adapter tensors, plus whatever the config trains
 whole: ``modules_to_save``, ``train_base`` and ``train_norm`` tensors), with peft's key prefix
 ``base_model.model.`` and the original model's key names.
@@ -22,7 +23,11 @@ from torch import nn
 
 from .bases import get_basis_rule
 from .config import CONFIG_NAME, TYPE_PREFIX, WEIGHTS_NAME, BasisAdapterConfig
-from .layers import BASE_PARAM_NAMES, BasisAdapterLayer, adapter_layer_kind, unsupported_reason
+from ..layers.rational import GroupRational
+from .layers import (
+    BASE_PARAM_NAMES, BasisAdapterLayer, adapter_layer_kind, layer_signature, make_adapter_layer, rational_order,
+    unsupported_reason,
+)
 
 __all__ = ["PeftModel", "get_peft_model", "load_adapter", "get_peft_model_state_dict", "set_peft_model_state_dict"]
 
@@ -84,20 +89,20 @@ def _atomic_write(path: str, write) -> None:
 
 
 def _layer_record(layer: BasisAdapterLayer) -> Dict[str, Any]:
-    base = layer.base_layer
-    return {"layer": layer.kind.__name__, "basis": layer.rule.name, "degree": layer.degree,
-            "num_basis": layer.num_basis, "basis_weight_shape": list(base.basis_weight.shape),
-            "trainable_degrees": list(layer.trainable_degrees), "extra_degrees": layer.extra_degrees,
-            "rank": layer.rank}
+    return layer.record()
 
 
 class _Plan:
     """What one targeted layer gets: its trainable degrees, extra degrees and rank (checked)."""
 
     def __init__(self, name: str, layer: nn.Module, config: BasisAdapterConfig):
+        self.name = name
+        self.rational = adapter_layer_kind(layer) is GroupRational
+        if self.rational:
+            self._plan_rational(name, layer, config)
+            return
         where = f"layer {name or '<root>'!r} ({type(layer).__name__}"
         rule = get_basis_rule(layer.basis)
-        self.name = name
         self.extra = config.extra_degrees
         self.rank = config.rank
         n = int(layer.num_basis)
@@ -131,6 +136,38 @@ class _Plan:
                     f"rank={self.rank} is larger than the {what} of {where} allows: that tensor is a "
                     f"{int(w.shape[0])}x{cols} matrix (out x in/groups*{count}*kernel), so rank <= {limit}; lower "
                     f"rank or leave the layer out with exclude_modules=[{name!r}]")
+
+    def _plan_rational(self, name: str, layer: nn.Module, config: BasisAdapterConfig) -> None:
+        """A GroupRational: trainable degrees are powers of x; no extra degrees; no rank (full deltas)."""
+        m, n = rational_order(layer)
+        top = max(m, n)
+        groups = int(layer.weight_denominator.shape[0])
+        where = f"layer {name or '<root>'!r} ({type(layer).__name__} of order ({m}, {n}))"
+        if config.trainable_degrees == "all":
+            self.degrees = list(range(top + 1))
+        else:
+            self.degrees = list(config.trainable_degrees)
+            bad = [d for d in self.degrees if d > top]
+            if bad:
+                raise ValueError(
+                    f"trainable_degrees={list(config.trainable_degrees)} contains {bad}, out of range for {where}: "
+                    f"a rational's degrees are the powers of x 0..{top} (degree d trains the numerator's a_d for "
+                    f"d <= {m} and the denominator's b_(d-1), the coefficient of |x|^d, for 1 <= d <= {n}); lower "
+                    f"them or leave the rationals out with exclude_modules=['type:GroupRational']")
+        if config.extra_degrees:
+            raise ValueError(
+                f"extra_degrees={config.extra_degrees} is not supported for {where}: raising a rational's order "
+                f"would change the shapes of weight_numerator/weight_denominator, so the merged model would lose "
+                f"the KAT checkpoint layout and could not be rebuilt by name (the named rational fits exist for "
+                f"order (5, 4) only). Use extra_degrees=0 (trainable_degrees adapts the existing coefficients), "
+                f"or leave the rationals out with exclude_modules=['type:GroupRational']")
+        if config.rank is not None and config.target_modules is not None:
+            raise ValueError(
+                f"rank={config.rank} does not apply to {where}, which target_modules names: its coefficients are "
+                f"a (1, {m + 1}) numerator and a ({groups}, {n}) denominator, adapted by full deltas; set "
+                f"rank=None, or leave the rationals out of target_modules (rank then applies to the KAN layers)")
+        self.extra = 0
+        self.rank = None      # the default targeting gives rationals full deltas, whatever rank the KAN layers get
 
 
 class PeftModel(nn.Module):
@@ -177,7 +214,7 @@ class PeftModel(nn.Module):
         self._merged = False
         wrapped = model
         for plan in plans:
-            layer = BasisAdapterLayer(targets[plan.name], plan.degrees, plan.extra, plan.rank)
+            layer = make_adapter_layer(targets[plan.name], plan.degrees, plan.extra, plan.rank)
             if plan.name == "":
                 wrapped = layer
             else:
@@ -196,6 +233,15 @@ class PeftModel(nn.Module):
         if expected is not None:
             self._check_expected(model, targets, expected)
         plans = [_Plan(n, m, config) for n, m in targets.items()]
+        if all(p.rational for p in plans):
+            what = (f"every targeted layer is a GroupRational ({len(plans)} of them), whose coefficients get full "
+                    f"deltas")
+            if config.rank is not None:
+                raise ValueError(f"rank={config.rank} would have no effect: {what}; set rank=None")
+            if config.train_base:
+                raise ValueError(f"train_base=True would have no effect: {what} and which have no base-branch "
+                                 f"weights; to train KAT's GR-KAN linears as well, list them in modules_to_save "
+                                 f"(e.g. modules_to_save=['fc1', 'fc2'])")
         if config.extra_degrees:
             self._check_rebuildable(model, targets)
         return targets, plans
@@ -262,7 +308,8 @@ class PeftModel(nn.Module):
                                          f"a module is either adapted or saved whole")
                 elif not any(_inside(name, [t]) for t in targets):
                     raise ValueError(f"target_modules matches {name!r}, a {type(module).__name__}, which is not a KAN "
-                                     f"layer; make the pattern match KAN layers only (e.g. a list of their names)")
+                                     f"layer or GroupRational; make the pattern match those only (e.g. a list of "
+                                     f"their names)")
         if not targets:
             kan = [n for n, m in model.named_modules() if adapter_layer_kind(m) is not None]
             skipped = {n: unsupported_reason(m) for n, m in model.named_modules()
@@ -287,10 +334,7 @@ class PeftModel(nn.Module):
                 [f"{arch} has KAN layers it does not cover: {extra[:8]}"] if extra else [])
             raise ValueError("this adapter was saved for a different architecture: " + "; ".join(parts))
         for name, rec in expected.items():
-            layer = targets[name]
-            rule = get_basis_rule(layer.basis)
-            have = {"layer": adapter_layer_kind(layer).__name__, "basis": rule.name,
-                    "basis_weight_shape": list(layer.basis_weight.shape)}
+            have = layer_signature(targets[name])
             want = {k: rec.get(k) for k in have}
             if have != want:
                 raise ValueError(f"this adapter was saved for a different architecture: layer {name!r} was {want} "
