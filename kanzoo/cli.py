@@ -121,9 +121,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
         rows.append(("  counted", "kanzoo.profile.count; activations and norms not counted (docs/profile.md)"))
 
     active = getattr(model, "num_active_parameters", None)
-    if callable(active):
+    if callable(active):  # sparse (top-k routed) models: the total counts every expert, a token uses fewer
         n = active()
-        rows.insert(5, ("active parameters", f"{n:,} ({n / 1e6:.2f} M) per token (top-k routing)"))
+        rows[4] = ("parameters", f"{params:,} ({params / 1e6:.2f} M) in total, every expert")
+        counts = getattr(model, "parameter_counts", None)
+        span = counts() if callable(counts) else {}
+        span = (f"; {span['active_min']:,} to {span['active_max']:,} by route"
+                if "active_min" in span and "active_max" in span else "")
+        rows.insert(5, ("active parameters", f"{n:,} ({n / 1e6:.2f} M) per token, mean over routes (top-k "
+                                             f"routing{span})"))
     tags = [c.split(".", 1)[1] for c in get_arch_pretrained_cfgs(arch) if "." in c]
     weighted = list_pretrained(f"{arch}.*")
     rows.append(("pretrained cfg", cfg.get("tag") and f"{arch}.{cfg['tag']}" or arch))
@@ -214,12 +220,66 @@ def _load_model_for_cli(args: argparse.Namespace):
                       device=getattr(args, "device_obj", "cpu"))
 
 
+def _convert_reference(args: argparse.Namespace, family: str) -> int:
+    """``kanzoo convert --from ukan|mlpkan``: a U-KAN or MLP-KAN reference state dict -> kanzoo's layout."""
+    import json
+
+    from timm.models import get_pretrained_cfg
+
+    from .compat.convert import FAMILIES, FAMILY_NAMES, convert_reference_checkpoint
+
+    if args.revision:
+        raise ValueError(f"--revision {args.revision} is for Hub sources (--from tck); --from {family} reads a local "
+                         f"file: drop --revision")
+    if not os.path.exists(args.source):
+        raise ValueError(f"{args.source!r} does not exist; --from {family} reads a local reference checkpoint "
+                         f"({FAMILIES[family]}): a .pth state dict or a .safetensors file")
+    model, out = convert_reference_checkpoint(family, args.source, args.out, arch=args.arch, tag=args.tag,
+                                              **args.model_kwargs)
+    arch = model.pretrained_cfg["architecture"]
+    name = f"{arch}.{args.tag}" if args.tag else arch
+    params = sum(p.numel() for p in model.parameters())
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    margs = {k: v for k, v in (config.get("model_args") or {}).items() if k != "pretrained_cfg_overlay"}
+    shown = ", ".join(f"{k}={v!r}" for k, v in margs.items())
+    dropped = "; the blocks' unused mlp.fc1/fc2 (never run by the reference) dropped" if family == "mlpkan" else ""
+    print(f"converted {args.source} ({FAMILY_NAMES[family]} reference checkpoint) -> {arch}"
+          f"{f' ({shown})' if shown else ''}, {params:,} parameters, every reference key used{dropped}")
+    print(f"wrote {', '.join(sorted(p.name for p in out.iterdir() if not p.name.startswith('.')))} to {out}")
+    print(f"load it with kanzoo.create_model('local-dir:{out}', pretrained=True)")
+    # by name, the overlay must repeat what differs from the registered cfg: timm drops a classifier whose
+    # num_classes differs from the cfg's, and the input size drives the preprocessing
+    registered, written = get_pretrained_cfg(name), config.get("pretrained_cfg") or {}
+    overlay = f"file='{out / 'model.safetensors'}'"
+    for key in ("num_classes", "input_size"):
+        value, default = written.get(key), getattr(registered, key, None)
+        if isinstance(value, list):
+            value = tuple(value)
+        if value is not None and value != (tuple(default) if isinstance(default, list) else default):
+            overlay += f", {key}={value!r}"
+    print(f"or with kanzoo.create_model('{name}', pretrained=True, pretrained_cfg_overlay=dict({overlay})"
+          f"{''.join(f', {k}={v!r}' for k, v in margs.items())})")
+    return 0
+
+
 def _cmd_convert(args: argparse.Namespace) -> int:
-    """Converts an upstream (torch-conv-kan) checkpoint into kanzoo's layout: model.safetensors, config.json,
-    README.md."""
+    """Converts a reference checkpoint into kanzoo's layout (model.safetensors, config.json, README.md):
+    torch-conv-kan (``--from tck``, the default), U-KAN or MLP-KAN (``--from ukan|mlpkan``)."""
     from .compat.tck.checkpoint import convert_checkpoint
     from .hub.publish import save_pretrained
 
+    family = getattr(args, "from_family", None) or "tck"
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"OUT {args.out!r} is a file; give a folder for model.safetensors, config.json and "
+                         f"README.md")
+    if family != "tck":
+        return _convert_reference(args, family)
+    given = [f for f, v in (("--tag", getattr(args, "tag", None)),
+                            ("--model-kwargs", getattr(args, "model_kwargs", None))) if v]
+    if given:
+        raise ValueError(f"{' and '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --from ukan|mlpkan "
+                         f"only; torch-conv-kan checkpoints (--from tck) carry their config.json: drop "
+                         f"{' and '.join(given)}")
     model = convert_checkpoint(args.source, arch=args.arch, revision=args.revision)
     out = save_pretrained(model, args.out)
     arch = model.pretrained_cfg["architecture"]
@@ -291,13 +351,45 @@ def _progress(args: argparse.Namespace) -> bool:
     return sys.stderr.isatty() if args.progress is None else args.progress
 
 
+def _task(args: argparse.Namespace, loaded) -> str:
+    """--task, or the task the model declares (segmentation for U-KAN and friends, else classification)."""
+    from .workflows.segmentation import resolve_task
+
+    return resolve_task(loaded.model, getattr(args, "task", None), args.name or loaded.arch)
+
+
+def _predict_masks(args: argparse.Namespace, loaded) -> int:
+    """``kanzoo predict`` on a segmentation model: a PNG mask overlay per image, one line per image."""
+    from .workflows.segmentation import DEFAULT_MASK_DIR, format_mask_prediction, predict_segmentation
+
+    preds, skipped = predict_segmentation(loaded, args.images, out_dir=args.out or DEFAULT_MASK_DIR,
+                                          batch_size=args.batch_size, device=args.device_obj, img_size=args.img_size,
+                                          threshold=0.5 if args.threshold is None else args.threshold,
+                                          save_masks=args.save_masks)
+    for p in preds:
+        print(format_mask_prediction(p))
+    if skipped:
+        print(f"kanzoo: {len(skipped)} of {len(preds) + len(skipped)} image(s) skipped (missing or would not "
+              f"decode)", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
-    """Top-k classes with probabilities for each image."""
+    """Top-k classes with probabilities for each image; a mask overlay per image for segmentation models."""
     from .workflows._common import resolve_device
     from .workflows.predict import format_predictions, predict
 
     args.device_obj = resolve_device(args.device)
     loaded = _load_model_for_cli(args)
+    if _task(args, loaded) == "segmentation":
+        return _predict_masks(args, loaded)
+    given = [f for f, v in (("--out", args.out), ("--threshold", args.threshold), ("--save-masks", args.save_masks))
+             if v not in (None, False)]
+    if given:
+        raise ValueError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to segmentation models; "
+                         f"{args.name or loaded.arch} is a classifier (it prints top-{args.topk} classes): drop "
+                         f"{', '.join(given)}")
     preds, skipped = predict(loaded, args.images, topk=args.topk, batch_size=args.batch_size,
                              device=args.device_obj, img_size=args.img_size)
     if preds:
@@ -310,12 +402,28 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    """top-1 / top-5 / loss on an ImageFolder."""
+    """top-1 / top-5 / loss on an ImageFolder; IoU and Dice/F1 on an images/masks folder (segmentation)."""
     from .workflows._common import resolve_device
     from .workflows.validate import format_result, validate
 
     args.device_obj = resolve_device(args.device)
     loaded = _load_model_for_cli(args)
+    if _task(args, loaded) == "segmentation":
+        from .workflows.segmentation import validate_segmentation
+
+        if args.crop_pct is not None:
+            raise ValueError(f"--crop-pct {args.crop_pct} applies to classification; segmentation images are "
+                             f"resized whole to the input size (--img-size): drop --crop-pct")
+        threshold = 0.5 if args.threshold is None else args.threshold
+        r = validate_segmentation(loaded, args.data_dir, batch_size=args.batch_size, workers=args.workers,
+                                  amp=args.amp, device=args.device_obj, img_size=args.img_size, threshold=threshold,
+                                  progress=_progress(args))
+        binary = " (binary, threshold {:g})".format(threshold) if loaded.model.num_classes == 1 else ""
+        print(r.format(f"{args.name or loaded.arch} on {args.data_dir}{binary}"))
+        return 0
+    if args.threshold is not None:
+        raise ValueError(f"--threshold applies to segmentation models; {args.name or loaded.arch} is a classifier: "
+                         f"drop --threshold")
     r = validate(loaded, args.data_dir, batch_size=args.batch_size, workers=args.workers, amp=args.amp,
                  device=args.device_obj, img_size=args.img_size, crop_pct=args.crop_pct, progress=_progress(args))
     print(format_result(r, f"{args.name or loaded.arch} on {args.data_dir}"))
@@ -381,24 +489,39 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _add_workflow_parsers(sub) -> Dict[str, argparse.ArgumentParser]:
     """predict, validate, train, finetune, plot, benchmark, demo (and export when kanzoo.export is there)."""
     parsers: Dict[str, argparse.ArgumentParser] = {}
-    pr = sub.add_parser("predict", help="top-k classes with probabilities for image files")
+    tasks = ("classification", "segmentation")
+    task_help = "default: the model's (segmentation for U-KAN/UKANet models, else classification)"
+    pr = sub.add_parser("predict", help="top-k classes for image files, or PNG mask overlays (segmentation models)")
     pr.add_argument("name", help="model name (name.tag for registry weights)")
     pr.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of them")
     _add_source_args(pr)
-    pr.add_argument("--topk", type=int, default=5)
+    pr.add_argument("--task", choices=tasks, help=task_help)
+    pr.add_argument("--topk", type=int, default=5, help="classification: classes shown per image")
     pr.add_argument("-b", "--batch-size", type=int, default=32)
     pr.add_argument("--img-size", type=int, help="input size instead of the pretrained cfg's")
+    pr.add_argument("--out", metavar="DIR", help="segmentation: folder for the overlays, DIR/STEM_overlay.png "
+                                                 "(default ./predicted_masks/)")
+    pr.add_argument("--threshold", type=float, help="segmentation, binary models: foreground where "
+                                                    "sigmoid(logit) > THRESHOLD (default 0.5)")
+    pr.add_argument("--save-masks", action="store_true", help="segmentation: also write the bare mask, "
+                                                              "DIR/STEM_mask.png (binary 0/255, else class indices)")
     pr.set_defaults(func=_cmd_predict)
 
-    va = sub.add_parser("validate", help="top-1 / top-5 / loss on an ImageFolder (ImageNet-val layout)")
+    va = sub.add_parser("validate", help="top-1 / top-5 / loss on an ImageFolder, or IoU and Dice/F1 on an "
+                                         "images/masks folder (segmentation models)")
     va.add_argument("name", help="model name (name.tag for registry weights)")
-    va.add_argument("data_dir", metavar="DATA_DIR", help="one subfolder per class (ImageNet synsets for in1k models)")
+    va.add_argument("data_dir", metavar="DATA_DIR", help="classification: one subfolder per class (ImageNet synsets "
+                                                         "for in1k models); segmentation: DATA_DIR/images/NAME.png "
+                                                         "and DATA_DIR/masks/NAME.png")
     _add_source_args(va)
+    va.add_argument("--task", choices=tasks, help=task_help)
     va.add_argument("-b", "--batch-size", type=int, default=64)
     va.add_argument("-j", "--workers", type=int, default=2)
     va.add_argument("--amp", action="store_true", help="bfloat16 autocast on GPU")
     va.add_argument("--img-size", type=int)
-    va.add_argument("--crop-pct", type=float)
+    va.add_argument("--crop-pct", type=float, help="classification only")
+    va.add_argument("--threshold", type=float, help="segmentation, binary models: foreground where "
+                                                    "sigmoid(logit) > THRESHOLD (default 0.5)")
     va.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                     help="progress bar (default: on a terminal)")
     va.set_defaults(func=_cmd_validate)
@@ -453,6 +576,17 @@ def _add_workflow_parsers(sub) -> Dict[str, argparse.ArgumentParser]:
                        help="progress bars (default: on a terminal)")
         r.add_argument("-q", "--quiet", action=argparse.BooleanOptionalAction, default=False,
                        help="no per-epoch lines")
+        s = t.add_argument_group("basis selection (S-KAN models with selectable KAN layers, e.g. s_convkan_*; "
+                                 "defaults: the model's pretrained cfg; docs/selectable.md)")
+        s.add_argument("--select-epoch", type=int, metavar="N",
+                       help="train every candidate basis for N epochs, then keep each channel's top-k (their "
+                            "mixing weights frozen)")
+        s.add_argument("--prune-epoch", type=int, metavar="M",
+                       help="prune to the kept bases after M epochs (N <= M <= --epochs; = --epochs: after the "
+                            "last one); the optimizer is rebuilt, the lr schedule goes on")
+        s.add_argument("--select-top-k", type=int, metavar="K", help="bases each channel keeps (default 1)")
+        s.add_argument("--no-selection", action="store_true",
+                       help="train the full mixture of bases throughout: no selection, no pruning")
         t.set_defaults(func=_cmd_train)
         parsers[cmd] = t
 
@@ -575,11 +709,21 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--cache-dir", help="default: HF_HUB_CACHE")
     dl.set_defaults(func=_cmd_download)
 
-    cv = sub.add_parser("convert", help="convert an upstream (torch-conv-kan) checkpoint to kanzoo's layout")
-    cv.add_argument("source", help="a folder with config.json + weights, a weight file, or a Hub repo id")
+    cv = sub.add_parser("convert", help="convert a reference checkpoint (torch-conv-kan, U-KAN, MLP-KAN) to kanzoo's "
+                                        "layout")
+    cv.add_argument("source", help="tck: a folder with config.json + weights, a weight file, or a Hub repo id; "
+                                   "ukan/mlpkan: a local .pth state dict or .safetensors file")
     cv.add_argument("out", help="output folder (model.safetensors, config.json, README.md)")
-    cv.add_argument("--arch", help="kanzoo architecture; default: inferred from config.json and the weights")
-    cv.add_argument("--revision", help="Hub revision of the source")
+    cv.add_argument("--from", dest="from_family", default="tck", choices=("tck", "ukan", "mlpkan"),
+                    help="what SOURCE is: tck = torch-conv-kan (default), ukan = CUHK-AIM-Group/U-KAN "
+                         "segmentation weights (model.pth), mlpkan = DLYuanGod/MLP-KAN VisionKAN weights")
+    cv.add_argument("--arch", help="kanzoo architecture; default: inferred from config.json and/or the weights")
+    cv.add_argument("--revision", help="Hub revision of the source (--from tck)")
+    cv.add_argument("--tag", help="--from ukan|mlpkan: a pretrained tag of the architecture whose cfg the output "
+                                  "carries, e.g. ukan_busi")
+    cv.add_argument("--model-kwargs", nargs="+", action=_KeyValues, default={}, metavar="KEY=VALUE",
+                    help="--from ukan|mlpkan: architecture arguments the weights do not show, e.g. num_heads=3 "
+                         "(MLP-KAN's heads; default embed_dim/64)")
     cv.set_defaults(func=_cmd_convert)
 
     ps = sub.add_parser("push", help="publish a model to a Hugging Face Hub repo (weights, config.json, card)")

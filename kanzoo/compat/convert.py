@@ -21,6 +21,20 @@ FAMILIES = {"ukan": "CUHK-AIM-Group/U-KAN (Seg_UKAN) segmentation checkpoints",
             "mlpkan": "DLYuanGod/MLP-KAN (models_kan.VisionKAN) checkpoints"}
 
 
+#: what each family is called in messages
+FAMILY_NAMES = {"ukan": "a U-KAN", "mlpkan": "an MLP-KAN", "tck": "a torch-conv-kan"}
+
+
+def guess_family(state: Dict[str, torch.Tensor]) -> Optional[str]:
+    """Which reference layout a state dict looks like: ``'ukan'`` (U-KAN's encoder/patch-embedding keys),
+    ``'mlpkan'`` (a ViT with ``blocks.N.kan`` FFNs), or None (neither)."""
+    if "encoder1.conv.0.weight" in state and "patch_embed3.proj.weight" in state:
+        return "ukan"
+    if "cls_token" in state and any(".kan." in k for k in state):
+        return "mlpkan"
+    return None
+
+
 def _count(state: Dict[str, torch.Tensor], head: str) -> int:
     pat = re.compile(re.escape(head) + r"\.(\d+)\.")
     return len({m.group(1) for k in state for m in [pat.match(k)] if m})
@@ -135,13 +149,18 @@ def convert_reference_checkpoint(family: str, path: Union[str, Path], out_dir: U
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    try:
+        found, kwargs = (describe_ukan if family == "ukan" else describe_mlpkan)(state)
+    except ValueError as e:
+        seen = guess_family(state)
+        hint = (f"; it looks like {FAMILY_NAMES[seen]} checkpoint: convert it with family={seen!r} "
+                f"(`kanzoo convert --from {seen}`)" if seen and seen != family else "")
+        raise ValueError(f"{str(path)!r}: {e}{hint}") from None
     if family == "ukan":
         from .ukan import convert_ukan_state
-        found, kwargs = describe_ukan(state)
         converted = convert_ukan_state(state)
     else:
         from .mlpkan import convert_mlpkan_state
-        found, kwargs = describe_mlpkan(state)
         converted, _ = convert_mlpkan_state(state)
     kwargs.update(model_kwargs)
     name = arch or found
@@ -170,4 +189,4 @@ def convert_reference_checkpoint(family: str, path: Union[str, Path], out_dir: U
     return model, Path(out)
 
 
-__all__ = ["FAMILIES", "convert_reference_checkpoint", "describe_mlpkan", "describe_ukan"]
+__all__ = ["FAMILIES", "convert_reference_checkpoint", "describe_mlpkan", "describe_ukan", "guess_family"]

@@ -42,7 +42,8 @@ from .linear import KANLinear, check_features
 __all__ = [
     "DEFAULT_POOL", "NotPrunedError", "PrunedKANConvNd", "PrunedKANLinear", "SelectableKANConv1d",
     "SelectableKANConv2d", "SelectableKANConv3d", "SelectableKANConvNd", "SelectableKANLinear", "SelectionSchedule",
-    "check_exportable", "prune_model", "select_model", "selectable_layers", "selection_summary",
+    "check_exportable", "masks_from_spec", "masks_to_spec", "prune_masks", "prune_model", "select_model",
+    "selectable_layers", "selection_summary",
 ]
 
 #: the candidate bases when ``pool`` is not given: B-spline, Chebyshev, Gram, Gaussian RBF and a wavelet
@@ -656,6 +657,56 @@ def prune_model(model: nn.Module, top_k: Optional[int] = None) -> nn.Module:
     return model
 
 
+def prune_masks(model: nn.Module, top_k: Optional[int] = None) -> Dict[str, torch.Tensor]:
+    """Per selectable layer of ``model``, the bool (out, M) mask of the members :func:`prune_model` (with the
+    same ``top_k``) keeps: the current selection, or each channel's top-1 in a layer that :meth:`select` never
+    narrowed. Changes nothing."""
+    return {name: layer._prune_mask(top_k).cpu() for name, layer in selectable_layers(model)}
+
+
+def masks_to_spec(masks: Mapping[str, Any]) -> Dict[str, str]:
+    """A compact, JSON-friendly form of per-layer selection masks (layer name -> bool (out, M) tensor or nested
+    list): per layer one string, with per output channel the indices of its kept members joined by ``+``, the
+    channels separated by ``,`` (``'2,0,0+3'``: channel 0 keeps member 2, channel 2 members 0 and 3).
+    :func:`masks_from_spec` reads it back."""
+    out: Dict[str, str] = {}
+    for name, mask in masks.items():
+        rows = torch.as_tensor(mask, dtype=torch.bool).cpu().tolist()
+        out[name] = ",".join("+".join(str(i) for i, keep in enumerate(row) if keep) for row in rows)
+    return out
+
+
+def masks_from_spec(spec: Mapping[str, str], model: nn.Module) -> Dict[str, torch.Tensor]:
+    """The bool (out, M) masks that :func:`masks_to_spec` wrote, checked against the selectable layers of
+    ``model`` (every layer named, one entry per output channel, member indices in range)."""
+    layers = dict(selectable_layers(model))
+    if set(spec) != set(layers):
+        raise ValueError(f"the pruned selection names layers {sorted(spec)}, but the model's selectable layers are "
+                         f"{sorted(layers)}; it was saved for other model arguments")
+    masks: Dict[str, torch.Tensor] = {}
+    for name, layer in layers.items():
+        n_out, m = layer.selected.shape
+        tokens = str(spec[name]).split(",")
+        if len(tokens) != n_out:
+            raise ValueError(f"the pruned selection of {name!r} has {len(tokens)} channels, the layer {n_out}")
+        mask = torch.zeros(n_out, m, dtype=torch.bool)
+        for o, token in enumerate(tokens):
+            try:
+                idx = [int(i) for i in token.split("+")]
+            except ValueError:
+                raise ValueError(f"the pruned selection of {name!r} has the entry {token!r}; expected member "
+                                 f"indices joined by '+'") from None
+            if not idx or any(not 0 <= i < m for i in idx):
+                raise ValueError(f"the pruned selection of {name!r} has the entry {token!r}; member indices are "
+                                 f"0 to {m - 1} (pool {layer.labels})")
+            mask[o, idx] = True
+        if m > 1 and bool(mask.all()):
+            raise ValueError(f"the pruned selection of {name!r} keeps every member of every channel: that is "
+                             f"not a pruned layer")
+        masks[name] = mask
+    return masks
+
+
 def selection_summary(model: nn.Module, top_k: Optional[int] = None) -> Dict[str, Dict[str, int]]:
     """Per layer, how many output channels use each basis: for a selectable layer its current selection
     (``top_k``: its top-k by α), for a pruned layer what it kept. Keys are module names."""
@@ -705,8 +756,9 @@ class SelectionSchedule:
 
     ``on_epoch_start`` applies every transition due by ``epoch`` that has not happened yet, so resuming at
     any epoch works: restore ``load_state_dict`` first (it carries the selection masks), call
-    ``on_epoch_start(start_epoch, model)`` on the freshly built model (it re-applies the saved selection and
-    prunes if due), then load the checkpoint's weights and build the optimizer.
+    ``on_epoch_start(start_epoch - 1, model)`` on the freshly built model (it re-applies the saved selection and
+    prunes if the checkpoint was pruned), then load the checkpoint's weights and build the optimizer; the loop's
+    ``on_epoch_start(start_epoch, model)`` then applies what is due at ``start_epoch``.
 
     Args:
         full_epochs: epochs of phase 1 (>= 1: the selection reads α, which must have trained).
@@ -756,7 +808,9 @@ class SelectionSchedule:
         target = self.phase(epoch)
         event = None
         if self.PHASES.index(target) >= 1 and self.state == "full":
-            if self.masks:  # resuming: restore the recorded selection instead of re-reading α
+            if self.masks and target == "pruned" and not selectable_layers(model):
+                pass  # resuming into the pruned phase with a model rebuilt in its pruned form: nothing to select
+            elif self.masks:  # resuming: restore the recorded selection instead of re-reading α
                 select_model(model, masks=self.masks)
             else:
                 select_model(model, self.top_k)
@@ -766,6 +820,9 @@ class SelectionSchedule:
             if selectable_layers(model):
                 if not any(layer.is_selected for _, layer in selectable_layers(model)):
                     select_model(model, masks=self.masks)
+                # what pruning keeps (differs from the selection only where select narrowed nothing, e.g.
+                # top_k = pool size: then each channel's top-1), so a resumed run rebuilds the same structure
+                self.masks = {n: m.tolist() for n, m in prune_masks(model).items()}
                 prune_model(model)
             self.state, event = "pruned", "prune"
         return event
@@ -781,7 +838,8 @@ class SelectionSchedule:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restores what :meth:`state_dict` saved. The model is brought to the saved phase by the next
-        :meth:`on_epoch_start` (it must be a freshly built, unpruned model)."""
+        :meth:`on_epoch_start` (it must be a freshly built, unpruned model; or, when the saved phase is
+        ``'pruned'``, one already rebuilt in its pruned form, e.g. from :func:`masks_to_spec` of :attr:`masks`)."""
         settings = {k: state[k] for k in ("full_epochs", "select_epochs", "top_k", "prune") if k in state}
         if settings != self.to_dict():
             raise ValueError(f"the saved schedule {settings} differs from this one {self.to_dict()}; build the "

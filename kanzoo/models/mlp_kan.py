@@ -51,7 +51,8 @@ class MLPKAN(VisionTransformer):
     :class:`~kanzoo.layers.MoEKANMlp`.
 
     **Parameters.** ``sum(p.numel() for p in model.parameters())`` counts every expert;
-    :meth:`active_parameters` counts what one token uses (shared weights plus k experts per block).
+    :meth:`active_parameters` (alias :meth:`num_active_parameters`) counts what one token uses (shared weights plus
+    k experts per block); :meth:`parameter_counts` gives both and the range over routes.
 
     **Load balancing.** After a training-mode forward, :meth:`aux_loss` returns the sum over blocks of the
     Switch-Transformer balancing loss (``aux_loss_coef`` per block; 0 disables it);
@@ -161,6 +162,11 @@ class MLPKAN(VisionTransformer):
         expert_params = sum(p.numel() for m in moe for p in m.experts.parameters())
         active = sum(m.top_k * sum(p.numel() for p in m.experts.parameters()) / m.num_experts for m in moe)
         return int(round(sum(p.numel() for p in self.parameters()) - expert_params + active))
+
+    @torch.jit.ignore
+    def num_active_parameters(self) -> int:
+        """The same as :meth:`active_parameters` (the name ``kanzoo info`` and other sparse models use)."""
+        return self.active_parameters()
 
     @torch.jit.ignore
     def parameter_counts(self) -> Dict[str, int]:

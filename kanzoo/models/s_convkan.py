@@ -20,7 +20,8 @@ from timm.models._manipulate import checkpoint_seq
 from torch import nn
 
 from ..layers.selectable import (
-    DEFAULT_POOL, PoolType, SelectableKANConv2d, SelectionSchedule, prune_model, select_model, selection_summary,
+    DEFAULT_POOL, PoolType, SelectableKANConv2d, SelectionSchedule, masks_from_spec, masks_to_spec, prune_masks,
+    prune_model, select_model, selection_summary,
 )
 from ._base import KANClassifier, KANPretrainedCfg, _cfg, adapt_kan_stem, build_kan_model, generate_kan_cfgs
 from ._base import register_variants, unwrap_checkpoint
@@ -56,6 +57,11 @@ class SConvKAN(KANClassifier):
         width_scale: multiplies every width (rounded, at least 1).
         in_chans, num_classes, global_pool, drop_rate: as in timm.
         dropout: channel dropout on each conv's basis input (all but the first layer).
+        pruned_selection: build the model in its pruned form: per stage (``'stages.0'`` ...), the members each
+            output channel keeps, as :func:`~kanzoo.layers.selectable.masks_to_spec` writes them. :meth:`prune` (and
+            ``kanzoo train``'s selection schedule) record it in the model arguments, so a saved pruned model
+            (config.json) rebuilds with the right structure before its weights load. (Not ``pruned``: timm's
+            builder takes that name for its own pruned-model files.)
 
     The model-level selection API (:meth:`select`, :meth:`prune`, :meth:`selection_summary`) forwards to
     :func:`~kanzoo.layers.select_model` and friends; after :meth:`prune` the stages hold plain KAN convs
@@ -77,13 +83,16 @@ class SConvKAN(KANClassifier):
         global_pool: str = "avg",
         drop_rate: float = 0.0,
         dropout: float = 0.0,
+        pruned_selection: Optional[Dict[str, str]] = None,
         device=None,
         dtype=None,
     ):
         super().__init__()
         if len(widths) != len(strides):
             raise ValueError(f"widths and strides need the same length, got {len(widths)} and {len(strides)}")
-        dd = dict(device=device, dtype=dtype)
+        # pruning reads real tensors: a pruned model asked for on the meta device is built on the CPU and moved
+        meta = pruned_selection is not None and device is not None and torch.device(device).type == "meta"
+        dd = dict(device="cpu" if meta else device, dtype=dtype)
         self.in_chans = in_chans
         widths = [max(1, int(round(w * width_scale))) for w in widths]
         pool = DEFAULT_POOL if pool is None else pool
@@ -98,6 +107,11 @@ class SConvKAN(KANClassifier):
             c = w
         self.stages = nn.Sequential(*layers)
         self._init_head(c, num_classes, global_pool, drop_rate, **dd)
+        if pruned_selection is not None:
+            select_model(self, masks=masks_from_spec(pruned_selection, self))
+            prune_model(self)
+            if meta:
+                self.to("meta")
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
@@ -120,8 +134,21 @@ class SConvKAN(KANClassifier):
 
     @torch.jit.ignore
     def prune(self, top_k: Optional[int] = None) -> "SConvKAN":
-        """Prunes every selectable conv in place (see :func:`~kanzoo.layers.prune_model`); returns self."""
-        return prune_model(self, top_k)
+        """Prunes every selectable conv in place (see :func:`~kanzoo.layers.prune_model`) and records the kept
+        members in the model arguments (``pruned_selection``), so that a saved model rebuilds pruned; returns self."""
+        masks = prune_masks(self, top_k)
+        prune_model(self, top_k)
+        self.record_pruned(masks)
+        return self
+
+    @torch.jit.ignore
+    def record_pruned(self, masks: Dict[str, Any]) -> None:
+        """Records ``masks`` (layer name -> what pruning kept, bool (out, M)) as the ``pruned_selection`` model
+        argument (timm's ``update_model_args``), which config.json carries. For code that prunes with
+        :func:`~kanzoo.layers.prune_model` or :class:`~kanzoo.layers.SelectionSchedule` directly."""
+        from timm.models._input import update_model_args
+
+        update_model_args(self, pruned_selection=masks_to_spec(masks))
 
     @torch.jit.ignore
     def selection_summary(self, top_k: Optional[int] = None) -> Dict[str, Dict[str, int]]:
@@ -131,8 +158,15 @@ class SConvKAN(KANClassifier):
 def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: SConvKAN) -> Dict[str, torch.Tensor]:
     """Unwraps training checkpoints and adapts every member's stem weights to the model's ``in_chans``."""
     state_dict = unwrap_checkpoint(state_dict)
-    for i in range(len(model.stages[0].members) if hasattr(model.stages[0], "members") else 0):
-        adapt_kan_stem(state_dict, f"stages.0.members.{i}", model.in_chans)
+    stem = model.stages[0]
+    if hasattr(stem, "members"):
+        prefixes = [f"stages.0.members.{i}" for i in range(len(stem.members))]
+    elif hasattr(stem, "branches"):  # pruned, channels of several bases
+        prefixes = [f"stages.0.branches.{i}" for i in range(len(stem.branches))]
+    else:  # pruned to one plain KAN conv
+        prefixes = ["stages.0"]
+    for prefix in prefixes:
+        adapt_kan_stem(state_dict, prefix, model.in_chans)
     return state_dict
 
 

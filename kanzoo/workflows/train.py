@@ -12,6 +12,12 @@ A run folder holds:
   ``kanzoo export`` and ``kanzoo.create_model('local-dir:RUN', pretrained=True)`` take it as it is; adapter
   runs also hold ``adapter_config.json`` + ``adapter_model.safetensors`` and the merged model.
 
+Models with selectable KAN layers (S-KAN, ``s_convkan_*``) train in three phases, driven by a
+:class:`~kanzoo.layers.SelectionSchedule`: every basis until ``--select-epoch``, then each channel's top-k (the
+mixing weights frozen) until ``--prune-epoch``, then the pruned model (the optimizer rebuilt; the lr schedule
+goes on at the same step). The events go to ``log.jsonl`` (``"kind": "selection"``); the checkpoint holds the
+schedule and rebuilds a pruned model in its pruned form (docs/selectable.md).
+
 Determinism: every epoch reseeds the generators from ``(seed, epoch, rank)`` and the sampler permutes with
 ``seed + epoch``, so the data order, augmentations and dropout of an epoch do not depend on what ran before;
 a resumed run therefore repeats an uninterrupted one bit for bit (same device, threads and worker count).
@@ -83,6 +89,11 @@ class TrainConfig:
     log_interval: int = 50
     progress: Optional[bool] = None
     quiet: bool = False
+    # S-KAN basis selection (models with selectable KAN layers); None: the model's pretrained cfg ``selection``
+    select_epoch: Optional[int] = None  # selective training starts after this many epochs of full training
+    prune_epoch: Optional[int] = None   # pruned after this many epochs (= epochs: after the last one)
+    select_top_k: Optional[int] = None  # members each channel keeps
+    no_selection: bool = False          # train the full mixture throughout
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "TrainConfig":
@@ -122,6 +133,35 @@ class TrainConfig:
         if self.pretrained and self.checkpoint:
             raise WorkflowError("give --pretrained or --checkpoint as the starting weights, not both")
         resolve_dtype(self.amp_dtype)
+        self._check_selection()
+
+    def selection_flags(self) -> List[str]:
+        """The basis-selection options that were given, as command-line flags."""
+        return [f"--{n.replace('_', '-')}" for n in ("select_epoch", "prune_epoch", "select_top_k")
+                if getattr(self, n) is not None]
+
+    def _check_selection(self) -> None:
+        given = self.selection_flags()
+        if self.no_selection and given:
+            raise WorkflowError(f"--no-selection turns basis selection off; drop {', '.join(given)}")
+        if given and self.peft is not None:
+            raise WorkflowError(f"{', '.join(given)} cannot go with --peft: adapters wrap the selectable layers, "
+                                f"which then cannot be pruned; train and prune first, then finetune the pruned run "
+                                f"with --peft")
+        for name in ("select_epoch", "prune_epoch", "select_top_k"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                hint = "; the selection reads the mixing weights, which must train first" if name == "select_epoch" \
+                    else ""
+                raise WorkflowError(f"--{name.replace('_', '-')} must be an integer >= 1, got {v!r}{hint}")
+        for name in ("select_epoch", "prune_epoch"):
+            v = getattr(self, name)
+            if v is not None and v > self.epochs:
+                raise WorkflowError(f"--{name.replace('_', '-')} {v} is past --epochs {self.epochs}; give 1 to "
+                                    f"{self.epochs} (= --epochs: after the last epoch)")
+        if self.select_epoch is not None and self.prune_epoch is not None and self.prune_epoch < self.select_epoch:
+            raise WorkflowError(f"--prune-epoch {self.prune_epoch} comes before --select-epoch {self.select_epoch}; "
+                                f"prune at or after the selection")
 
 
 @dataclass
@@ -174,6 +214,18 @@ def _fmt_record(rec: Dict[str, Any], epochs: int) -> str:
     if rec.get("skipped"):
         s += f"  ({rec['skipped']} undecodable images skipped)"
     return s
+
+
+def _percent_line(summary: Dict[str, Dict[str, int]]) -> Tuple[Dict[str, int], str]:
+    """Channel counts per basis over all layers of a :func:`~kanzoo.layers.selection_summary`, and
+    ``'bspline 40%, gram 35%, ...'``."""
+    totals: Dict[str, int] = {}
+    for counts in summary.values():
+        for basis, n in counts.items():
+            totals[basis] = totals.get(basis, 0) + int(n)
+    total = max(sum(totals.values()), 1)
+    ranked = sorted(((n, b) for b, n in totals.items() if n), key=lambda t: (-t[0], t[1]))
+    return dict(sorted(totals.items())), ", ".join(f"{b} {100 * n / total:.0f}%" for n, b in ranked)
 
 
 class Trainer:
@@ -260,6 +312,7 @@ class Trainer:
             self.base_args = dict(self.ckpt["model_args"], num_classes=k)
             base = load_model(self.arch, model_kwargs=self.base_args).model
             self._set_transforms(base)
+            self.schedule = self._resumed_schedule(base)
             model = self._add_peft(base, self.ckpt.get("peft"))
             if set(model.state_dict()) != set(self.ckpt["state_dict"]):
                 raise WorkflowError(f"{str(self.resume_path)!r} does not fit the rebuilt {self.arch}; it was written "
@@ -288,7 +341,162 @@ class Trainer:
             self.head_note = f"a new {k}-class head"
         self.base_args = _model_args(base)
         self._set_transforms(base)
+        self.schedule = self._selection_schedule(base)
         return self._add_peft(base, cfg.peft)
+
+    # -- basis selection (S-KAN) ----------------------------------------------------------------------------
+    def _selection_schedule(self, base: nn.Module):
+        """The :class:`~kanzoo.layers.SelectionSchedule` of a fresh run: the options, completed from the model's
+        pretrained cfg ``selection``; None for a model without selectable layers (or --no-selection, --peft).
+        Raises before training starts when the settings do not fit the model or --epochs."""
+        from timm.models import get_pretrained_cfg
+
+        from ..layers.selectable import SelectionSchedule, selectable_layers
+
+        cfg = self.cfg
+        given = cfg.selection_flags()
+        layers = selectable_layers(base)
+        self.selection_note = None
+        if not layers:
+            if given:
+                raise WorkflowError(f"{', '.join(given)}: {self.arch} has no selectable KAN layers to select and "
+                                    f"prune (S-KAN models: kanzoo list s_convkan); drop these options")
+            return None
+        if cfg.no_selection:
+            self.selection_note = "off (--no-selection): every basis trains throughout; the model is not pruned"
+            return None
+        if cfg.peft is not None:
+            self.selection_note = ("off: adapters (--peft) cannot be pruned; train and prune first, then adapt the "
+                                   "pruned run")
+            return None
+        pcfg = get_pretrained_cfg(self.arch)
+        saved = dict(getattr(pcfg, "selection", None) or {}) if pcfg is not None else {}
+        where = f"{self.arch}'s pretrained cfg"
+        select = cfg.select_epoch if cfg.select_epoch is not None else saved.get("full_epochs")
+        if select is None:
+            if given:
+                raise WorkflowError(f"give --select-epoch N too: {where} has no selection settings to complete "
+                                    f"{', '.join(given)}")
+            self.selection_note = (f"off: {where} has no selection settings; give --select-epoch N [--prune-epoch "
+                                   f"M] to select and prune")
+            return None
+        if select > cfg.epochs:
+            raise WorkflowError(f"{where} selects after {select} epochs, past --epochs {cfg.epochs}; give "
+                                f"--select-epoch N --prune-epoch M (1 <= N <= M <= {cfg.epochs}), or --no-selection")
+        prune = cfg.prune_epoch
+        if prune is None:
+            if not saved:
+                prune = cfg.epochs  # no recipe: prune after the last epoch
+            elif saved.get("prune", True):
+                prune = min(select + int(saved.get("select_epochs", 0)), cfg.epochs)
+        if prune is not None and prune < select:
+            raise WorkflowError(f"--prune-epoch {prune} comes before the selection after {select} epochs ({where}'s "
+                                f"default; set --select-epoch)")
+        top_k = cfg.select_top_k if cfg.select_top_k is not None else int(saved.get("top_k", 1))
+        pool = min(layer.num_members for _, layer in layers)
+        if top_k > pool:
+            raise WorkflowError(f"--select-top-k {top_k} is more than the {pool} candidate bases of {self.arch}'s "
+                                f"layers; give 1 to {pool}")
+        return SelectionSchedule(full_epochs=select, select_epochs=(prune - select) if prune is not None else 0,
+                                 top_k=top_k, prune=prune is not None)
+
+    def _resumed_schedule(self, base: nn.Module):
+        """The schedule saved in the resume checkpoint, with ``base`` brought to the checkpoint's phase (the
+        selection masks re-applied; a pruned run's model is already rebuilt pruned from its model args, or
+        is pruned here), so that the checkpoint's weights fit."""
+        from ..layers.selectable import SelectionSchedule
+
+        saved = self.ckpt.get("selection")
+        cfg_saved = self.ckpt.get("config") or {}
+        changed = [f"--{k.replace('_', '-')}" for k in ("select_epoch", "prune_epoch", "select_top_k", "no_selection")
+                   if k in cfg_saved and cfg_saved[k] != getattr(self.cfg, k)]
+        if changed:
+            raise WorkflowError(f"{', '.join(changed)} cannot change when resuming: the run's basis selection is "
+                                f"fixed when it starts; resume with the run's own settings")
+        if not saved:
+            return None
+        try:
+            sched = SelectionSchedule(**{k: saved[k] for k in ("full_epochs", "select_epochs", "top_k", "prune")})
+            sched.load_state_dict(saved)
+            done = int(self.ckpt["epoch"])
+            if done >= 1:
+                sched.on_epoch_start(done - 1, base)
+        except (KeyError, TypeError, ValueError) as e:
+            raise WorkflowError(f"the basis selection saved in {str(self.resume_path)!r} does not fit the rebuilt "
+                                f"{self.arch} ({e})") from None
+        if sched.state != saved.get("state", sched.state):
+            raise WorkflowError(f"the basis selection saved in {str(self.resume_path)!r} is in phase "
+                                f"{saved.get('state')!r}, the replay reached {sched.state!r}")
+        return sched
+
+    def _freeze_alphas(self) -> None:
+        """From the selective phase on, the mixing weights stop training (the optimizer skips them)."""
+        from ..layers.selectable import selectable_layers
+
+        if self.schedule is not None and self.schedule.state != "full":
+            for _, layer in selectable_layers(self.model):
+                layer.alpha.requires_grad_(False)
+
+    def _record_pruned(self) -> None:
+        """Puts the pruned selection into the model arguments (config.json, the checkpoint's model_args) when
+        the model class can be built pruned from them (``pruned_selection``)."""
+        import inspect
+
+        from timm.models._input import update_model_args
+
+        from ..layers.selectable import masks_to_spec
+
+        if "pruned_selection" in inspect.signature(type(self.model).__init__).parameters:
+            spec = masks_to_spec(self.schedule.masks)
+            update_model_args(self.model, pruned_selection=spec)
+            self.base_args["pruned_selection"] = spec
+
+    def _rebuild_optimizer(self) -> None:
+        """A new optimizer and lr schedule over the pruned model's parameters. Parameters that survived pruning
+        (the head, ...) keep their optimizer state; the lr schedule goes on at ``num_updates``."""
+        old = self.opt
+        self.opt, self.sched = self._optimizer(self.model)
+        for group in self.opt.param_groups:
+            for p in group["params"]:
+                if p in old.state:
+                    self.opt.state[p] = old.state[p]
+
+    def _apply_selection(self, epoch: int) -> None:
+        """Applies the schedule's transitions due before ``epoch`` (0-based; ``cfg.epochs``: after the last
+        epoch), then logs and prints what happened."""
+        from ..layers.selectable import selection_summary
+
+        if self.schedule is None:
+            return
+        model, ctx = self.model, self.ctx
+        before = sum(p.numel() for p in model.parameters())
+        event = self.schedule.on_epoch_start(epoch, model)
+        if event is None:
+            return
+        in_training = epoch < self.cfg.epochs
+        if event == "prune":
+            self._record_pruned()
+            if in_training:
+                self._rebuild_optimizer()
+        self._freeze_alphas()
+        if in_training:  # parameters were replaced (prune) or stopped training (select): DDP must know
+            self.ddp = wrap_model(model, ctx)
+        after = sum(p.numel() for p in model.parameters())
+        summary = selection_summary(model)
+        totals, shares = _percent_line(summary)
+        k = self.schedule.top_k
+        rec = {"kind": "selection", "event": event, "epoch": epoch + 1, "after_epoch": epoch,
+               "step": self.num_updates, "top_k": k, "params_before": before, "params": after,
+               "bases": totals, "layers": summary}
+        if ctx.is_main:
+            self._log(rec)
+        if self.show:
+            if event == "prune":
+                what = f"pruned: {before:,} -> {after:,} parameters; bases chosen: {shares}"
+            else:
+                what = (f"kept each channel's top-{k} {'basis' if k == 1 else 'bases'} (mixing weights frozen): "
+                        f"{shares}")
+            print(f"after epoch {epoch}: {what}", flush=True)
 
     def _add_peft(self, base: nn.Module, peft_kwargs: Optional[Dict[str, Any]]) -> nn.Module:
         if peft_kwargs is None:
@@ -325,9 +533,9 @@ class Trainer:
         cfg, ctx = self.cfg, self.ctx
         t_start = time.perf_counter()
         self._datasets()
+        self.schedule, self.selection_note = None, None
         model = self._build_model().to(ctx.device)
         self.model = model
-        self.ddp = wrap_model(model, ctx)
         sampler = train_sampler(self.train_set, ctx.rank, ctx.world_size, seed=cfg.seed)
         per_rank = len(sampler)
         drop_last = per_rank > cfg.batch_size
@@ -349,6 +557,8 @@ class Trainer:
         history: List[Dict[str, Any]] = []
         if self.ckpt is not None:
             start_epoch, history = self._restore()
+        self._freeze_alphas()  # after the optimizer is built: like the original run's, it holds the alphas
+        self.ddp = wrap_model(model, ctx)
         params = sum(p.numel() for p in model.parameters())
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         if ctx.is_main:
@@ -360,17 +570,25 @@ class Trainer:
             self._print_start(params, trainable, start_epoch)
         try:
             for epoch in range(start_epoch, cfg.epochs):
+                self._apply_selection(epoch)
                 record = self._epoch(epoch)
                 history.append(record)
+                if self.schedule is not None:
+                    self.schedule.on_epoch_end(epoch, self.model, {k: record[k] for k in ("train_loss", "val_top1")
+                                                                  if record.get(k) is not None})
                 if ctx.is_main:
                     self._save_checkpoint(epoch + 1, record)
                 if self.show:
                     print(_fmt_record(record, cfg.epochs), flush=True)
                 barrier(ctx)
+            self._apply_selection(cfg.epochs)  # a selection or pruning set for after the last epoch
         except KeyboardInterrupt:
             if ctx.is_main:
                 self._print_interrupted()
             raise
+        if self.schedule is not None:  # pruning changed them
+            params = sum(p.numel() for p in self.model.parameters())
+            trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         final = self._finish(history)
         return TrainResult(run_dir=self.run_dir, epochs=cfg.epochs, metrics=history[-1] if history else {},
                            params=params, trainable_params=trainable, seconds=time.perf_counter() - t_start,
@@ -397,6 +615,16 @@ class Trainer:
         print(f"data: {len(self.train_set):,} images in {len(self.classes)} classes{val}; input {size}; "
               f"{self.steps_per_epoch} steps/epoch of {cfg.batch_size} x {ctx.world_size} process(es) on "
               f"{ctx.device}{' (' + ctx.backend + ')' if ctx.backend else ''}", flush=True)
+        sched = self.schedule
+        if sched is not None:
+            sel, prune = sched.full_epochs, sched.full_epochs + sched.select_epochs
+            pruned = (f"pruned after epoch {prune}" + (" (the last)" if prune == cfg.epochs else "")
+                      if sched.prune else "not pruned")
+            print(f"basis selection: every basis for epochs 1-{sel}, then each channel's top-{sched.top_k} "
+                  f"(mixing weights frozen); {pruned} (--select-epoch {sel}"
+                  f"{f' --prune-epoch {prune}' if sched.prune else ''} --select-top-k {sched.top_k})", flush=True)
+        elif self.selection_note:
+            print(f"basis selection: {self.selection_note}", flush=True)
         if start_epoch:
             print(f"resuming {self.run_dir} after epoch {start_epoch}/{cfg.epochs}", flush=True)
         else:
@@ -417,6 +645,8 @@ class Trainer:
             "train_loss": sums[0].item() / n, "train_top1": 100 * sums[1].item() / n, "train_images": int(sums[2]),
             "skipped": int(sums[3].item()),
         }
+        if self.schedule is not None:
+            record["phase"] = self.schedule.state
         if self.val_loader is not None:
             r = evaluate(_unwrap(self.ddp), self.val_loader, ctx.device, amp=self.amp, progress=self.progress,
                          desc=f"val {epoch + 1}", skips=self.skips, reduce=lambda t: all_reduce_sum(t, ctx))
@@ -450,6 +680,7 @@ class Trainer:
             "data_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.data_config.items()},
             "config": dataclasses.asdict(self.cfg),
             "metrics": record,
+            "selection": self.schedule.state_dict() if self.schedule is not None else None,
             "kanzoo_version": __version__,
         }
         atomic_write(self.run_dir / CHECKPOINT_NAME, lambda p: torch.save(state, p))
