@@ -368,9 +368,14 @@ def _predict_masks(args: argparse.Namespace, loaded) -> int:
                                           save_masks=args.save_masks)
     for p in preds:
         print(format_mask_prediction(p))
+    return _skipped_status(len(preds), skipped)
+
+
+def _skipped_status(done: int, skipped: list) -> int:
+    """Exit status of a predict run: 1, with a count on stderr, when some images were skipped."""
     if skipped:
-        print(f"kanzoo: {len(skipped)} of {len(preds) + len(skipped)} image(s) skipped (missing or would not "
-              f"decode)", file=sys.stderr)
+        print(f"kanzoo: {len(skipped)} of {done + len(skipped)} image(s) skipped (missing or would not decode)",
+              file=sys.stderr)
         return 1
     return 0
 
@@ -394,11 +399,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                              device=args.device_obj, img_size=args.img_size)
     if preds:
         print(format_predictions(preds))
-    if skipped:
-        print(f"kanzoo: {len(skipped)} of {len(preds) + len(skipped)} image(s) skipped (missing or would not "
-              f"decode)", file=sys.stderr)
-        return 1
-    return 0
+    return _skipped_status(len(preds), skipped)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:

@@ -13,15 +13,11 @@ import kanzoo
 from kanzoo.cli import main
 from kanzoo.models._stats import count_macs
 from kanzoo.layers import KANConvNd
+from cli_run import run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = kanzoo.list_models()
 
-
-def run(capsys, *argv):
-    rc = main(list(argv))
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def python_m_kanzoo(*argv):

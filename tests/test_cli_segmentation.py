@@ -20,15 +20,11 @@ from kanzoo.compat import ukan as ukan_compat
 from kanzoo.segmentation import load_rgb, preprocess
 from kanzoo.workflows.segmentation import DEFAULT_MASK_DIR
 from weight_rule import rule_value
+from cli_run import run
 
 UKAN_DIMS = (16, 24, 32)
 MLPKAN_KW = dict(img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3, hdim_kan=32, num_classes=5)
 
-
-def run(capsys, *argv):
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def one_error_line(err):

@@ -17,6 +17,7 @@ from kanzoo.layers import KANConvNd, NotPrunedError, PrunedKANConvNd, selectable
 from kanzoo.workflows import train as train_mod
 from kan_layer_cases import single_thread
 from workflow_data import make_dataset
+from cli_run import run, one_line_error
 
 NAME = "s_convkan_tiny"
 # widths (8, 16, 32, 64) x 0.25 = 2, 4, 8, 16 channels; RGB input (the tiny model is 1-channel by default)
@@ -29,17 +30,7 @@ PHASES = ["--epochs", "4", "--select-epoch", "1", "--prune-epoch", "2"]
 _single_thread = pytest.fixture(scope="module", autouse=True)(single_thread)
 
 
-def run(capsys, *argv):
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
-
-def one_line_error(err, *parts):
-    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("kanzoo: warning:")]
-    assert len(lines) == 1 and lines[0].startswith("kanzoo: error: "), err
-    for p in parts:
-        assert p in lines[0], (p, lines[0])
 
 
 def records(run_dir, kind=None):

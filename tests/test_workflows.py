@@ -17,6 +17,7 @@ from kanzoo.workflows.data import ImageFolder, find_classes
 from kanzoo.workflows.validate import class_mapping
 from kan_layer_cases import single_thread
 from workflow_data import CLASSES, FAST, make_dataset, make_imagefolder
+from cli_run import run, one_line_error
 
 NAME = "simple_conv_kagn"
 
@@ -24,19 +25,7 @@ NAME = "simple_conv_kagn"
 _single_thread = pytest.fixture(scope="module", autouse=True)(single_thread)
 
 
-def run(capsys, *argv):
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
-
-def one_line_error(err, *parts):
-    """stderr holds exactly one ``kanzoo: error:`` line (no traceback) containing ``parts``."""
-    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("kanzoo: warning:")]
-    assert len(lines) == 1 and lines[0].startswith("kanzoo: error: "), err
-    for p in parts:
-        assert p in lines[0], (p, lines[0])
-    return lines[0]
 
 
 def weights(run_dir):

@@ -32,6 +32,23 @@ def expand_images(paths: Sequence[PathLike]) -> List[str]:
     return out
 
 
+def read_images(files: Sequence[PathLike], read) -> Tuple[List[Tuple[str, torch.Tensor]], List[str]]:
+    """``([(path, read(path)), ...], skipped paths)``: a missing file or one that will not decode is skipped with
+    a warning, so one bad file does not stop a batch."""
+    done: List[Tuple[str, torch.Tensor]] = []
+    skipped: List[str] = []
+    for path in files:
+        try:
+            done.append((str(path), read(path)))
+        except FileNotFoundError:
+            warn(f"skipped {str(path)!r}: no such file")
+            skipped.append(str(path))
+        except DECODE_ERRORS as e:
+            warn(f"skipped an image that will not decode: {path}: {type(e).__name__}: {e}")
+            skipped.append(str(path))
+    return done, skipped
+
+
 def predict(loaded: LoadedModel, images: Sequence[PathLike], topk: int = 5, batch_size: int = 32,
             device=None, img_size: Optional[int] = None) -> Tuple[List[Prediction], List[str]]:
     """Classifies ``images`` (files, or folders of them) with ``loaded.model``, preprocessed as its pretrained
@@ -49,17 +66,7 @@ def predict(loaded: LoadedModel, images: Sequence[PathLike], topk: int = 5, batc
     transform = build_transform(data_config_for(model, img_size=img_size), training=False)
     labels = model_labels(model, loaded.label_names)
     k = min(topk, model.num_classes)
-    todo: List[Tuple[str, torch.Tensor]] = []
-    skipped: List[str] = []
-    for path in files:
-        try:
-            todo.append((str(path), transform(load_image(path))))
-        except FileNotFoundError:
-            warn(f"skipped {str(path)!r}: no such file")
-            skipped.append(str(path))
-        except DECODE_ERRORS as e:
-            warn(f"skipped an image that will not decode: {path}: {type(e).__name__}: {e}")
-            skipped.append(str(path))
+    todo, skipped = read_images(files, lambda path: transform(load_image(path)))
     out: List[Prediction] = []
     for i in range(0, len(todo), batch_size):
         chunk = todo[i:i + batch_size]

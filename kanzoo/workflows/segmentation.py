@@ -14,9 +14,10 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 import torch
 from torch import nn
 
-from ._common import PathLike, WorkflowError, check_positive, warn
-from .data import DECODE_ERRORS, data_config_for
+from ._common import PathLike, WorkflowError, check_positive
+from .data import data_config_for
 from .loading import LoadedModel
+from .predict import read_images
 
 __all__ = ["TASKS", "model_task", "resolve_task", "validate_segmentation", "predict_segmentation", "MaskPrediction",
            "format_mask_prediction", "DEFAULT_MASK_DIR"]
@@ -194,16 +195,8 @@ def predict_segmentation(loaded: LoadedModel, images: Sequence[PathLike], out_di
     out: List[MaskPrediction] = []
     skipped: List[str] = []
     for i in range(0, len(files), batch_size):
-        chunk: List[Tuple[str, torch.Tensor]] = []
-        for path in files[i:i + batch_size]:
-            try:
-                chunk.append((str(path), load_rgb(path)))
-            except FileNotFoundError:
-                warn(f"skipped {str(path)!r}: no such file")
-                skipped.append(str(path))
-            except DECODE_ERRORS as e:
-                warn(f"skipped an image that will not decode: {path}: {type(e).__name__}: {e}")
-                skipped.append(str(path))
+        chunk, bad = read_images(files[i:i + batch_size], load_rgb)
+        skipped += bad
         if not chunk:
             continue
         x = torch.stack([preprocess(img, size, mean, std) for _, img in chunk]).to(device)
