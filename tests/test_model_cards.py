@@ -1,5 +1,6 @@
 """model_cards/: one card per pretrained tag, generated from the registry and kept up to date."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,27 @@ def test_card_for_a_finetuned_model_drops_published_metrics():
     card = kanzoo.hub.model_card(model)
     meta, body = _split(card)
     assert "model-index" not in meta and "**Classes:** 10" in body
+
+
+def _seed_paper_table():
+    """dataset -> (IoU, F1) from the U-KAN results table of ../shared/notes/seed-papers.md (an independent record)."""
+    text = (Path(ROOT).parent / "notes" / "seed-papers.md").read_text()
+    rows = re.findall(r"^\| (BUSI|GlaS|CVC-ClinicDB) \| ([\d.]+) \| ([\d.]+) \|$", text, re.M)
+    return {d: (float(i), float(f)) for d, i, f in rows}
+
+
+def test_announced_segmentation_cards():
+    """The U-KAN authors' checkpoints are not on the Hub: their tags get cards (with the published IoU/F1 and
+    the conversion steps) but are not downloadable."""
+    published = _seed_paper_table()
+    assert len(published) == 3
+    for dataset, tag in (("BUSI", "ukan_busi"), ("GlaS", "ukan_glas"), ("CVC-ClinicDB", "ukan_cvc")):
+        name = f"ukan_small.{tag}"
+        assert name not in kanzoo.list_pretrained()
+        meta, body = _split((CARDS / f"{name}.md").read_text())
+        assert meta["pipeline_tag"] == "image-segmentation" and meta["datasets"] == [dataset]
+        metrics = {m["type"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
+        assert (metrics["iou"], metrics["f1"]) == published[dataset]
+        assert "kanzoo convert --from ukan model.pth" in body and f'"local-dir:{tag}"' in body
+        with pytest.raises(RuntimeError, match="not on the Hub yet.*kanzoo convert"):
+            kanzoo.create_model(name, pretrained=True)

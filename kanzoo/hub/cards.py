@@ -45,27 +45,56 @@ def _fmt_tuple(v: Sequence[float]) -> str:
     return "(" + ", ".join(f"{x:.3f}" for x in v) + ")"
 
 
+def _has_weights(cfg) -> bool:
+    return bool(cfg.hf_hub_id or cfg.url or cfg.file or getattr(cfg, "state_dict", None) is not None)
+
+
+def card_tags() -> List[str]:
+    """Every ``name.tag`` that gets a card: the tags with weights, and the announced ones, whose cfg records
+    published metrics for weights that are not on the Hub yet (their cards say how to convert them)."""
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    from ..models import list_models, list_pretrained
+
+    archs = set(list_models())
+    announced = [n for n in timm.list_models(include_tags=True) if "." in n and n.split(".", 1)[0] in archs
+                 and getattr(get_pretrained_cfg(n), "metrics", None) and not _has_weights(get_pretrained_cfg(n))]
+    return sorted(set(list_pretrained()) | set(announced))
+
+
+_TASKS = {"classification": ("image-classification", "Image Classification"),
+          "segmentation": ("image-segmentation", "Image Segmentation")}
+
+
 def card_metadata(name: str, cfg: Dict[str, Any], metrics: Optional[Dict[str, float]], dataset: Optional[str],
-                  base_model: Optional[str], basis: Optional[str]) -> str:
+                  base_model: Optional[str], basis: Optional[str], task: str = "classification") -> str:
     """The YAML block of a card (without the ``---`` fences), through huggingface_hub's ``ModelCardData``."""
     from huggingface_hub import EvalResult, ModelCardData
 
-    tags = ["image-classification", "timm", "kanzoo", "kan", "kolmogorov-arnold-network"]
+    pipeline, task_name = _TASKS.get(task, _TASKS["classification"])
+    tags = [pipeline, "timm", "kanzoo", "kan", "kolmogorov-arnold-network"]
     if basis:
         tags.append(f"{basis}-basis")
     tags += [f"arxiv:{p}" for p in _paper_ids(cfg)]
     eval_results = None
     if metrics and dataset:
         eval_results = [
-            EvalResult(task_type="image-classification", task_name="Image Classification", dataset_type=dataset,
+            EvalResult(task_type=pipeline, task_name=task_name, dataset_type=dataset,
                        dataset_name=_DATASET_NAMES.get(dataset, dataset), dataset_split="validation",
-                       metric_type="accuracy", metric_name=_METRIC_NAMES.get(k, k), metric_value=v)
+                       metric_type=_metric_type(k, task), metric_name=_METRIC_NAMES.get(k, k), metric_value=v)
             for k, v in metrics.items()]
     data = ModelCardData(
-        library_name="timm", pipeline_tag="image-classification", license=cfg.get("license"), tags=tags,
-        datasets=[dataset] if dataset else None, metrics=["accuracy"] if metrics else None,
+        library_name="timm", pipeline_tag=pipeline, license=cfg.get("license"), tags=tags,
+        datasets=[dataset] if dataset else None,
+        metrics=sorted({_metric_type(k, task) for k in metrics}) if metrics else None,
         base_model=base_model, model_name=name, eval_results=eval_results)
     return data.to_yaml()
+
+
+def _metric_type(key: str, task: str) -> str:
+    """The Hub's metric id: accuracy for classification, the metric itself (iou, f1) for segmentation."""
+    return "accuracy" if task == "classification" else key
 
 
 def _describe(model: nn.Module, name: str) -> Dict[str, Any]:
@@ -116,8 +145,11 @@ def model_card(name_or_model: Union[str, nn.Module], name: Optional[str] = None,
     basis = getattr(model, "basis", None)
     basis = basis if isinstance(basis, str) else None
     stats = _describe(model, name)
+    task = getattr(model, "task", "classification")
+    announced = (registered is not None and "." in name and bool(getattr(registered, "metrics", None))
+                 and not _has_weights(registered))
 
-    lines = ["---", card_metadata(name, cfg, metrics, dataset, base_model, basis).rstrip(), "---", "",
+    lines = ["---", card_metadata(name, cfg, metrics, dataset, base_model, basis, task).rstrip(), "---", "",
              f"# {name}", ""]
     intro = cfg.get("description") or f"A `{arch}` model from kanzoo, the model zoo for Kolmogorov-Arnold networks."
     lines += [intro.rstrip(".") + ".", ""]
@@ -152,20 +184,37 @@ def model_card(name_or_model: Union[str, nn.Module], name: Optional[str] = None,
         details.append(f"- **Original code:** {cfg['origin_url']}")
     lines += ["## Model details", "", *details, ""]
 
-    lines += ["## Usage", "", "```python", "import kanzoo  # registers kanzoo's architectures with timm", "import timm",
-              "from PIL import Image", "",
-              f'model = kanzoo.create_model("{name}", pretrained=True).eval()',
-              "config = timm.data.resolve_data_config({}, model=model)",
-              "transform = timm.data.create_transform(**config)",
-              'x = transform(Image.open("image.jpg").convert("RGB")).unsqueeze(0)',
-              "top5 = model(x).softmax(-1).topk(5)", "```", "",
-              "`timm.create_model(...)` works the same after `import kanzoo`.", ""]
+    family = type(model).__module__.rsplit(".", 1)[-1].replace("_", "")  # kanzoo convert --from FAMILY
+    lines += ["## Usage", ""] + _usage(name, family, task, announced)
     if provenance:
         lines += ["## Provenance", "", provenance, ""]
     bib = [b for b in (_bibtex(p) for p in papers) if b]
     if bib:
         lines += ["## Citation", "", "```bibtex", "\n\n".join(bib), "```", ""]
     return "\n".join(lines)
+
+
+def _usage(name: str, family: str, task: str, announced: bool) -> List[str]:
+    """The usage section: load by name (or, for announced tags, convert the authors' file first), then predict."""
+    out: List[str] = []
+    if announced:
+        out += ["The weights are not on the Hugging Face Hub yet. Convert the authors' released checkpoint and load "
+                "the converted folder:", "", "```bash", f"kanzoo convert --from {family} model.pth "
+                f"{name.split('.', 1)[1]}/", "```", ""]
+        load = f'model = kanzoo.create_model("local-dir:{name.split(".", 1)[1]}", pretrained=True).eval()'
+    else:
+        load = f'model = kanzoo.create_model("{name}", pretrained=True).eval()'
+    out += ["```python", "import kanzoo  # registers kanzoo's architectures with timm", "import timm",
+            "from PIL import Image", "", load, "config = timm.data.resolve_data_config({}, model=model)",
+            "transform = timm.data.create_transform(**config)",
+            'x = transform(Image.open("image.jpg").convert("RGB")).unsqueeze(0)']
+    if task == "segmentation":
+        out += ["logits = model(x)  # (1, num_classes, H, W)",
+                "mask = logits.sigmoid() > 0.5 if logits.shape[1] == 1 else logits.argmax(1)"]
+    else:
+        out += ["top5 = model(x).softmax(-1).topk(5)"]
+    out += ["```", "", "`timm.create_model(...)` works the same after `import kanzoo`.", ""]
+    return out
 
 
 def _entrypoint_doc(arch: str) -> str:
@@ -195,18 +244,16 @@ def write_text_atomic(path: Union[str, Path], text: str) -> None:
 
 
 def write_model_cards(out_dir: Union[str, Path], names: Optional[Sequence[str]] = None) -> List[Path]:
-    """Writes one card per pretrained tag (default: every kanzoo tag with weights) and removes stale ``*.md``
+    """Writes one card per pretrained tag (default: :func:`card_tags`) and removes stale ``*.md``
     cards for tags that no longer exist. Returns the written paths."""
-    from ..models import list_pretrained
-
     out_dir = Path(out_dir)
-    names = list(names) if names is not None else list_pretrained()
+    names = list(names) if names is not None else card_tags()
     written = []
     for name in names:
         path = out_dir / card_filename(name)
         write_text_atomic(path, model_card(name))
         written.append(path)
-    if names == list_pretrained():
+    if names == card_tags():
         keep = {p.name for p in written} | {"README.md"}
         for stale in out_dir.glob("*.md"):
             if stale.name not in keep:
@@ -217,11 +264,9 @@ def write_model_cards(out_dir: Union[str, Path], names: Optional[Sequence[str]] 
 def stale_model_cards(card_dir: Union[str, Path]) -> List[str]:
     """Names of cards in ``card_dir`` that differ from what the registry generates now (missing, changed or
     orphaned); empty when the cards are up to date."""
-    from ..models import list_pretrained
-
     card_dir = Path(card_dir)
     problems = []
-    expected = {card_filename(n): n for n in list_pretrained()}
+    expected = {card_filename(n): n for n in card_tags()}
     for fname, name in expected.items():
         path = card_dir / fname
         if not path.is_file():

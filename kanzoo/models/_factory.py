@@ -65,6 +65,10 @@ def create_model(model_name: str, pretrained: bool = False, **kwargs: Any):
                 with_weights = [n for n in list_models(f"{arch}.*", pretrained=True)]
                 hint = (f"tags with weights: {with_weights}" if with_weights else
                         f"no {arch} tag has weights; models that do: {list_pretrained()[:10]}")
+                if tag and cfg is not None and getattr(cfg, "metrics", None):
+                    hint = (f"its published weights are not on the Hub yet (see model_cards/{model_name}.md): "
+                            f"convert the authors' checkpoint with `kanzoo convert --from FAMILY FILE OUT` and "
+                            f"load 'local-dir:OUT'")
                 raise RuntimeError(f"{model_name!r} has no pretrained weights; {hint}. Use pretrained=False, or "
                                    f"give a file with pretrained_cfg_overlay=dict(file=...)")
     if model_name.startswith("hf-hub:"):
