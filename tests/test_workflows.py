@@ -398,3 +398,39 @@ def test_benchmark_prints_params_macs_latency_throughput(capsys):
     one_line_error(err, "float16 on CPU")
     rc, _, err = run(capsys, "benchmark", NAME, "--device", "cuda:99")
     assert rc == 1 and "kanzoo: error:" in err
+
+
+# -- channels ------------------------------------------------------------------------------------------------
+def test_one_channel_models_read_image_folders_as_grey(data, tmp_path, capsys):
+    """A model built with in_chans=1 gets a 1-channel config (grey mean/std) and grey tensors that equal
+    normalising PIL's own grey conversion; it trains, validates and predicts from RGB folders."""
+    import numpy as np
+    from PIL import Image
+
+    from kanzoo.workflows.data import build_transform, data_config_for
+
+    model = kanzoo.create_model(NAME, in_chans=1, width_scale=0.25)
+    cfg = data_config_for(model, img_size=16)
+    rgb_mean = kanzoo.create_model(NAME, width_scale=0.25).pretrained_cfg["mean"]
+    assert cfg["input_size"] == (1, 16, 16) and cfg["mean"] == pytest.approx((sum(rgb_mean) / 3,))
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    x = build_transform(cfg, training=False)(img)
+    grey = torch.from_numpy(np.asarray(img.convert("L"), dtype=np.float32) / 255.0)
+    expected = (grey - cfg["mean"][0]) / cfg["std"][0]
+    assert x.shape == (1, 16, 16)
+    torch.testing.assert_close(x[0], expected, rtol=0, atol=1.0 / 255 / cfg["std"][0])  # PIL rounds to uint8
+    assert build_transform(cfg, training=True)(img).shape == (1, 16, 16)
+
+    run_dir = tmp_path / "grey"
+    rc, _, err = run(capsys, "train", NAME, "--data", data, "-o", run_dir, "--epochs", "1", "-b", "8", *FAST,
+                     "--model-kwargs", "width_scale=0.25", "in_chans=1")
+    assert rc == 0, err
+    rc, out, err = run(capsys, "validate", NAME, data / "val", "--checkpoint", run_dir, "-j", "0")
+    assert rc == 0 and "top-1" in out, err
+
+
+def test_image_files_cannot_feed_other_channel_counts(data, capsys):
+    rc, _, err = run(capsys, "validate", NAME, data / "val", "--model-kwargs", "in_chans=4", "width_scale=0.25",
+                     "-j", "0")
+    assert rc != 0
+    one_line_error(err, "the model takes 4 input channels", "RGB (3) or grayscale (1)")

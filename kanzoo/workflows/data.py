@@ -182,7 +182,19 @@ def data_config_for(model: torch.nn.Module, img_size: Optional[int] = None, crop
         args["mean"] = tuple(mean)
     if std:
         args["std"] = tuple(std)
-    return resolve_data_config(args, model=model)
+    config = resolve_data_config(args, model=model)
+    # a model built with another in_chans than its pretrained cfg's: its channel count, one mean/std per channel
+    n = model_in_chans(model)
+    if n is not None and n != config["input_size"][0]:
+        config["input_size"] = (n, *config["input_size"][1:])
+    n = config["input_size"][0]
+    for key in ("mean", "std"):
+        v = tuple(config[key])
+        if n == 1 and len(v) > 1:
+            config[key] = (sum(v) / len(v),)
+        elif len(v) == 1 and n > 1:
+            config[key] = v * n
+    return config
 
 
 @dataclass
@@ -200,21 +212,50 @@ class AugConfig:
     re_prob: float = 0.0
 
 
-def build_transform(data_config: Dict[str, Any], training: bool = False, aug: Optional[AugConfig] = None):
-    """timm's transform for ``data_config``: the training pipeline with ``aug`` or the eval one."""
-    from timm.data import create_transform
+class ToGrayscale:
+    """(3, H, W) -> (1, H, W) with ITU-R 601 luma weights, for 1-channel models. It runs after timm's pipeline,
+    which normalised every channel with the same mean and std, so it equals normalising the grey image."""
 
+    weights = (0.299, 0.587, 0.114)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        w = torch.tensor(self.weights, dtype=x.dtype).view(3, 1, 1)
+        return (x * w).sum(dim=0, keepdim=True)
+
+    def __repr__(self) -> str:
+        return "ToGrayscale()"
+
+
+def model_in_chans(model: torch.nn.Module) -> Optional[int]:
+    n = getattr(model, "in_chans", None)
+    return n if isinstance(n, int) and not isinstance(n, bool) else None
+
+
+def build_transform(data_config: Dict[str, Any], training: bool = False, aug: Optional[AugConfig] = None):
+    """timm's transform for ``data_config``: the training pipeline with ``aug`` or the eval one. Images are read
+    as RGB; for a 1-channel config the pipeline runs on RGB with the grey mean/std on every channel and ends
+    with :class:`ToGrayscale`."""
+    from timm.data import create_transform
+    from torchvision.transforms import Compose
+
+    chans = int(data_config["input_size"][0])
     cfg = {k: data_config[k] for k in ("input_size", "interpolation", "mean", "std")}
-    if not training:
-        return create_transform(**cfg, is_training=False, crop_pct=data_config.get("crop_pct"),
-                                crop_mode=data_config.get("crop_mode"))
-    aug = aug or AugConfig()
-    if aug.no_aug:
-        return create_transform(**cfg, is_training=False, crop_pct=data_config.get("crop_pct"),
-                                crop_mode=data_config.get("crop_mode"))
-    return create_transform(**cfg, is_training=True, scale=tuple(aug.scale), ratio=tuple(aug.ratio),
-                            hflip=aug.hflip, vflip=aug.vflip, color_jitter=aug.color_jitter,
-                            auto_augment=aug.auto_augment, re_prob=aug.re_prob)
+    if chans == 1:
+        cfg["input_size"] = (3, *tuple(data_config["input_size"])[1:])
+        cfg["mean"], cfg["std"] = tuple(cfg["mean"]) * 3, tuple(cfg["std"]) * 3
+    elif chans != 3:
+        raise WorkflowError(f"the model takes {chans} input channels, but image files are read as RGB (3) or "
+                            f"grayscale (1); feed such a model tensors from Python, or build it with in_chans=3 "
+                            f"or in_chans=1")
+    if not training or (aug or AugConfig()).no_aug:
+        t = create_transform(**cfg, is_training=False, crop_pct=data_config.get("crop_pct"),
+                             crop_mode=data_config.get("crop_mode"))
+    else:
+        aug = aug or AugConfig()
+        t = create_transform(**cfg, is_training=True, scale=tuple(aug.scale), ratio=tuple(aug.ratio),
+                             hflip=aug.hflip, vflip=aug.vflip, color_jitter=aug.color_jitter,
+                             auto_augment=aug.auto_augment, re_prob=aug.re_prob)
+    return Compose([t, ToGrayscale()]) if chans == 1 else t
 
 
 def shard(dataset: Dataset, rank: int, world_size: int) -> Dataset:
