@@ -121,14 +121,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
         rows.append(("  counted", "kanzoo.profile.count; activations and norms not counted (docs/profile.md)"))
 
     active = getattr(model, "num_active_parameters", None)
-    if callable(active):  # sparse (top-k routed) models: the total counts every expert, a token uses fewer
-        n = active()
+    n = active() if callable(active) else None
+    if n is not None:  # sparse (top-k routed) models: the total counts every expert, an input uses fewer
         rows[4] = ("parameters", f"{params:,} ({params / 1e6:.2f} M) in total, every expert")
+        unit = getattr(model, "routing_unit", "input")  # what a route is chosen for: a token, an image
         counts = getattr(model, "parameter_counts", None)
         span = counts() if callable(counts) else {}
         span = (f"; {span['active_min']:,} to {span['active_max']:,} by route"
                 if "active_min" in span and "active_max" in span else "")
-        rows.insert(5, ("active parameters", f"{n:,} ({n / 1e6:.2f} M) per token, mean over routes (top-k "
+        rows.insert(5, ("active parameters", f"{n:,} ({n / 1e6:.2f} M) per {unit}, mean over routes (top-k "
                                              f"routing{span})"))
     tags = [c.split(".", 1)[1] for c in get_arch_pretrained_cfgs(arch) if "." in c]
     weighted = list_pretrained(f"{arch}.*")

@@ -158,3 +158,24 @@ def test_usage_errors_exit_2(capsys):
 def test_layers_command_still_works(capsys):
     rc, out, _ = run(capsys, "layers", "--batch", "1", "--channels", "2", "--size", "4", "--threads", "1")
     assert rc == 0 and "gram" in out and "bspline" in out
+
+
+def test_info_shows_active_parameters_of_routed_resnets(capsys):
+    """A MoE ResNet uses top_k of num_experts experts per routed conv for each image: the active count is the
+    total minus the unused share of every expert bank, computed here from the modules directly."""
+    from kanzoo.layers import MoEKANConvNd
+
+    model = kanzoo.create_model("resnet_kagn_moe18", width_scale=0.125)
+    banks = [m for m in model.modules() if isinstance(m, MoEKANConvNd)]
+    assert banks
+    total = sum(p.numel() for p in model.parameters())
+    unused = sum((1 - m.top_k / m.num_experts) * sum(p.numel() for p in m.experts.parameters()) for m in banks)
+    assert model.num_active_parameters() == round(total - unused)
+    assert kanzoo.create_model("resnet_kagn18", width_scale=0.125).num_active_parameters() is None
+    rc, out, _ = run(capsys, "info", "resnet_kagn_moe18", "--no-macs")
+    assert rc == 0
+    full = kanzoo.create_model("resnet_kagn_moe18", device="meta")
+    assert f"{full.num_active_parameters():,} " in info_rows(out)["active parameters"]
+    assert "per image" in out
+    rc, out, _ = run(capsys, "info", "resnet_kagn18", "--no-macs")
+    assert "active parameters" not in out

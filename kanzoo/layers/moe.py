@@ -26,6 +26,22 @@ def _check_int(name: str, value, minimum: int) -> int:
     return value
 
 
+def routed_active_parameters(model: nn.Module) -> Optional[int]:
+    """Parameters one input uses in a top-k routed model, or None when nothing in it is routed.
+
+    A routed layer is a module with ``experts``, ``top_k`` and ``num_experts`` (:class:`MoEKANConvNd`, MLP-KAN's
+    token MoE). An input uses everything outside the experts plus ``top_k`` of each routed layer's experts;
+    experts may differ in size, so this counts ``top_k`` times the mean expert (the mean over uniform routes).
+    """
+    routed = [m for m in model.modules() if isinstance(getattr(m, "experts", None), nn.ModuleList)
+              and hasattr(m, "top_k") and hasattr(m, "num_experts")]
+    if not routed:
+        return None
+    expert_params = [sum(p.numel() for p in m.experts.parameters()) for m in routed]
+    active = sum(m.top_k * n / m.num_experts for m, n in zip(routed, expert_params))
+    return int(round(sum(p.numel() for p in model.parameters()) - sum(expert_params) + active))
+
+
 def cv_squared(v: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
     """Squared coefficient of variation ``var_unbiased(v) / (mean(v)² + eps)``; 0 for fewer than 2 entries."""
     if v.numel() < 2:

@@ -24,6 +24,7 @@ from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
 from ..layers import MoEKANMlp
+from ..layers.moe import routed_active_parameters
 from ._base import build_kan_model, generate_kan_cfgs, register_variants, unwrap_checkpoint
 
 __all__ = ["MLPKAN"]
@@ -151,6 +152,8 @@ class MLPKAN(VisionTransformer):
         aux = self.aux_loss()
         return logits, aux if aux is not None else logits.new_zeros(())
 
+    routing_unit = "token"  # the router picks experts per token (kanzoo info's active-parameter row)
+
     @torch.jit.ignore
     def active_parameters(self) -> int:
         """Parameters one token uses: everything outside the experts, plus ``top_k`` experts per block.
@@ -158,10 +161,8 @@ class MLPKAN(VisionTransformer):
         Experts differ in size (a FasterKAN expert holds about 4× an MLP expert), so a token's count depends
         on its route; this is the mean over uniformly random routes, k times the mean expert size per block.
         """
-        moe = self.moe_layers()
-        expert_params = sum(p.numel() for m in moe for p in m.experts.parameters())
-        active = sum(m.top_k * sum(p.numel() for p in m.experts.parameters()) / m.num_experts for m in moe)
-        return int(round(sum(p.numel() for p in self.parameters()) - expert_params + active))
+        n = routed_active_parameters(self)
+        return sum(p.numel() for p in self.parameters()) if n is None else n
 
     @torch.jit.ignore
     def num_active_parameters(self) -> int:

@@ -30,6 +30,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..layers import KANConv2d, MoEKANConv2d, create_act, create_norm, get_basis_class
+from ..layers.moe import routed_active_parameters
 from ._base import build_kan_model, generate_kan_cfgs
 from ._base import BASIS_TAGS, PAPER_TCK, KANClassifier, _cfg, adapt_kan_stem, default_basis_kwargs, register_variants, unwrap_checkpoint
 
@@ -261,6 +262,14 @@ class ResNetKAN(KANClassifier):
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
         return dict(stem=r"^conv1|^maxpool", blocks=r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)")
+
+    routing_unit = "image"  # moe=True gates each image (kanzoo info's active-parameter row)
+
+    @torch.jit.ignore
+    def num_active_parameters(self) -> Optional[int]:
+        """With ``moe=True``: the parameters one image uses (top-k experts per routed conv, see
+        :func:`~kanzoo.layers.moe.routed_active_parameters`); None for a dense model."""
+        return routed_active_parameters(self)
 
     def _stages(self) -> List[nn.Module]:
         return [self.layer1, self.layer2, self.layer3, self.layer4]
