@@ -6,6 +6,7 @@ from typing import Callable, Dict, Type, Union
 from .base import Basis
 from .bernstein import BernsteinBasis
 from .bspline import BSplineBasis
+from .kernels import get_basis_kernel, set_basis_kernel
 from .chebyshev import ChebyshevBasis
 from .gram import GramBasis
 from .jacobi import JacobiBasis
@@ -82,5 +83,5 @@ def create_basis(basis: BasisType, num_channels: int, device=None, dtype=None, g
 
 __all__ = [
     "Basis", "BernsteinBasis", "BSplineBasis", "ChebyshevBasis", "GramBasis", "JacobiBasis", "LegendreBasis",
-    "RBFBasis", "ReLUBasis", "RSWAFBasis", "WaveletBasis", "wavelet", "compile_bases", "create_basis", "get_basis_class", "list_bases", "register_basis",
+    "RBFBasis", "ReLUBasis", "RSWAFBasis", "WaveletBasis", "wavelet", "compile_bases", "create_basis", "get_basis_kernel", "set_basis_kernel", "get_basis_class", "list_bases", "register_basis",
 ]

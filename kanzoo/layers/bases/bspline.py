@@ -6,6 +6,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from . import kernels as KK
 from .base import Basis, CompilableValues, cat_basis
 
 #: how the knots t_0..t_{G+2K} are computed: ``'linspace'`` (torch.linspace over the extended range, torch-conv-kan)
@@ -54,6 +55,85 @@ class _LocalBSplineFunction(torch.autograd.Function):
         return grad_x, grad_prefix, None
 
 
+# ------------------------------------------------------------------------------------------------ compiled kernel
+# x: (N, C, S) (spatial dims flattened); t: the knots (M,) in x's dtype; dens: the knot differences of
+# BSplineBasis._denominators for k = 1..K, as [left_1, right_1, left_2, right_2, ..]. The values are the full
+# Cox-de Boor recursion of BSplineBasis._levels, op for op; inductor fuses it into one loop over the output.
+def _kernel_levels(x: torch.Tensor, t: torch.Tensor, dens: List[torch.Tensor], derivative: bool):
+    s = [1, 1, -1, 1]
+    xe = x.unsqueeze(2)
+    b = ((xe >= t[:-1].view(s)) & (xe < t[1:].view(s))).to(x.dtype)
+    db: Optional[torch.Tensor] = None
+    for k in range(1, len(dens) // 2 + 1):
+        ld, rd = dens[2 * k - 2].view(s), dens[2 * k - 1].view(s)
+        left = (xe - t[: -(k + 1)].view(s)) / ld
+        right = (t[k + 1:].view(s) - xe) / rd
+        bl, br = b[:, :, :-1], b[:, :, 1:]
+        if derivative:  # d/dx of the same expression: bl/ld + left·dbl - br/rd + right·dbr
+            ndb = bl / ld - br / rd
+            if db is not None:
+                ndb = ndb + left * db[:, :, :-1] + right * db[:, :, 1:]
+            db = ndb
+        b = left * bl + right * br
+    return b, db
+
+
+def _bspline_forward_kernel(x: torch.Tensor, t: torch.Tensor, dens: List[torch.Tensor]) -> torch.Tensor:
+    return _kernel_levels(x, t, dens, False)[0]
+
+
+def _bspline_forward_prefix_kernel(x: torch.Tensor, prefix: torch.Tensor, t: torch.Tensor,
+                                   dens: List[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([prefix.unsqueeze(2), _kernel_levels(x, t, dens, False)[0]], dim=2)
+
+
+def _bspline_backward_kernel(x: torch.Tensor, grad: torch.Tensor, t: torch.Tensor,
+                             dens: List[torch.Tensor]) -> torch.Tensor:
+    """sum_j grad_j dB_{j,K}/dx for grad (N, C, F, S) (the basis slots only)."""
+    _, db = _kernel_levels(x, t, dens, True)
+    if db is None:  # order 0: piecewise constant
+        return torch.zeros_like(x)
+    return (grad * db).sum(dim=2)
+
+
+def _bspline_kernel(x: torch.Tensor, prefix: Optional[torch.Tensor], t: torch.Tensor, dens: List[torch.Tensor],
+                    kernel: str) -> torch.Tensor:
+    out_shape = list(x.shape)
+    out_shape.insert(2, t.shape[0] - 1 - len(dens) // 2 + (0 if prefix is None else 1))
+    if prefix is None:
+        y = KK.run(_bspline_forward_kernel, kernel, KK.flat(x), t, dens)
+    else:
+        y = KK.run(_bspline_forward_prefix_kernel, kernel, KK.flat(x), KK.flat(prefix), t, dens)
+    return y.view(out_shape)
+
+
+class _BSplineKernelFunction(torch.autograd.Function):
+    """The compiled B-spline basis; saves only x and reruns the recursion with its derivative in backward."""
+
+    @staticmethod
+    def forward(ctx, x, prefix, t, dens, kernel: str):
+        ctx.save_for_backward(x)
+        ctx.consts = (t, dens)
+        ctx.kernel = kernel
+        ctx.has_prefix = prefix is not None
+        return _bspline_kernel(x, prefix, t, dens, kernel)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            t, dens = ctx.consts
+            off = 1 if ctx.has_prefix else 0
+            g = grad.narrow(2, off, grad.shape[2] - off)
+            g = g.reshape(g.shape[0], g.shape[1], g.shape[2], -1)
+            KK.static(g, dims=(2,))
+            grad_x = KK.run(_bspline_backward_kernel, ctx.kernel, KK.flat(x), g.detach(), t, dens).view(x.shape)
+        grad_prefix = grad.select(2, 0) if ctx.has_prefix and ctx.needs_input_grad[1] else None
+        return grad_x, grad_prefix, None, None, None
+
+
 class BSplineBasis(Basis, CompilableValues):
     r"""B-splines of order K on a uniform grid (Cox-de Boor recursion).
 
@@ -88,7 +168,9 @@ class BSplineBasis(Basis, CompilableValues):
         float32_differences: round knot differences to float32 (default, torch-conv-kan) or compute them in
             the input dtype (efficient-kan, U-KAN).
         local: evaluate only the K+1 nonzero functions per input (same values; faster and lighter in
-            training).
+            training). Large inputs then run the full recursion as one compiled kernel instead (and its
+            derivative as another, keeping only x): see :mod:`kanzoo.layers.bases.kernels`
+            (``KANZOO_BASIS_KERNEL``).
     """
 
     default_base_act = "gelu"
@@ -267,8 +349,39 @@ class BSplineBasis(Basis, CompilableValues):
     def _forward_local_fused(self, x: torch.Tensor, prefix: Optional[torch.Tensor]) -> torch.Tensor:
         return _LocalBSplineFunction.apply(x, prefix, self)
 
+    @torch.jit.unused
+    def _forward_kernel(self, x: torch.Tensor, prefix: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """The compiled kernel (see :mod:`kanzoo.layers.bases.kernels`) where the switch and the input allow it,
+        else None."""
+        if x.dim() < 2:
+            return None
+        kernel = KK.use_kernel(x, x.numel() * self.num_basis)
+        if kernel is None:
+            return None
+        if prefix is not None and (prefix.shape != x.shape or prefix.dtype != x.dtype or KK.eager_only(prefix)):
+            return None
+        g = self.grid
+        key = (g._version, g.data_ptr(), g.device, x.dtype)
+        cached = self.__dict__.get("_kernel_cache")
+        if cached is None or cached[0] != key:
+            dens: List[torch.Tensor] = []
+            for k in range(1, self.spline_order + 1):
+                dens.extend(d.contiguous() for d in self._denominators(k, x.dtype))
+            t = g.detach().to(x.dtype).clone()
+            KK.static(t, *dens)
+            cached = (key, t, dens)
+            self.__dict__["_kernel_cache"] = cached
+        t, dens = cached[1], cached[2]
+        if torch.is_grad_enabled() and (x.requires_grad or (prefix is not None and prefix.requires_grad)):
+            return _BSplineKernelFunction.apply(x, prefix, t, dens, kernel)
+        return _bspline_kernel(x, prefix, t, dens, kernel)
+
     def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
         if self.local and not self.compile_values and not _in_onnx_export():
+            if not torch.jit.is_scripting() and not torch.jit.is_tracing():
+                out = self._forward_kernel(x, prefix)
+                if out is not None:
+                    return out
             if not torch.jit.is_scripting() and not torch.jit.is_tracing() and torch.is_grad_enabled() \
                     and (x.requires_grad or (prefix is not None and prefix.requires_grad)):
                 return self._forward_local_fused(x, prefix)

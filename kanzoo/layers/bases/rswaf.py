@@ -1,18 +1,101 @@
 """Reflectional switch activation functions (RSWAF), the basis of FasterKAN (Delis, "FasterKAN", 2024), used by the
 KAN experts of MLP-KAN (He et al., "MLP-KAN: Unifying Deep Representation and Function Learning",
-arXiv 2410.03027)."""
+arXiv 2410.03027).
+
+The basis has three implementations of one function (values within a few float ulps of each other):
+
+* the **compiled kernel** (default for large inputs): a custom autograd function whose forward (the G values per
+  input, with the optional prefix slot) and backward (dB/dx reduced against the incoming gradient) are each one
+  ``torch.compile``-d elementwise kernel (inductor emits C++ on CPU, Triton on GPU). Training saves only the
+  input and recomputes one exponential per input in backward.
+* the **eager exponential form**: the same formula in eager torch ops (a few passes over the (N, C, G) output),
+  whose training path keeps the derivatives;
+* the **tanh formula** ``1 - tanh²``: TorchScript, tracing, ONNX and ``torch.export``, an outer
+  ``torch.compile``, the meta device, dispatch modes (FLOP counting), half precision and very wide grids.
+
+The switch between the first two is ``KANZOO_BASIS_KERNEL`` (``auto``, ``compiled``, ``eager``), shared with
+the B-spline basis: see :mod:`kanzoo.layers.bases.kernels`.
+"""
 from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple
 
 import torch
 
+from . import kernels as K
 from .base import cat_basis
 from .elementwise import ClosedFormBasis
 
 
 def _compiling() -> bool:
     return bool(torch.compiler.is_compiling())
+
+
+# ------------------------------------------------------------------------------------------------ fused kernel
+# x: (N, C, S) (spatial dims flattened); k4, ki4: (1, 1, G, 1) = (k/4, 1/(4k)) with k_j = exp(-2r g_j); scale = 2r;
+# bound = 60 + max_j |2r g_j| (see RSWAFBasis._exp_form). The kernels see plain tensors of one rank, always
+# without grad mode, so that one dynamic-shape graph per dtype serves every layer.
+def _kernel_values(x: torch.Tensor, k4: torch.Tensor, ki4: torch.Tensor, scale: float, bound: float):
+    e = torch.exp((x * scale).clamp(-bound, bound)).unsqueeze(2)
+    ei = torch.reciprocal(e)
+    return e, torch.reciprocal((e * k4 + 0.5) + ei * ki4)
+
+
+def _forward_kernel(x: torch.Tensor, k4: torch.Tensor, ki4: torch.Tensor, scale: float, bound: float):
+    return _kernel_values(x, k4, ki4, scale, bound)[1]
+
+
+def _forward_prefix_kernel(x: torch.Tensor, prefix: torch.Tensor, k4: torch.Tensor, ki4: torch.Tensor,
+                           scale: float, bound: float) -> torch.Tensor:
+    return torch.cat([prefix.unsqueeze(2), _kernel_values(x, k4, ki4, scale, bound)[1]], dim=2)
+
+
+def _backward_kernel(x: torch.Tensor, grad: torch.Tensor, k4: torch.Tensor, ki4: torch.Tensor, scale: float,
+                     bound: float) -> torch.Tensor:
+    """sum_j grad_j dB_j/dx for grad (N, C, G, S) (the basis slots only)."""
+    e, v = _kernel_values(x, k4, ki4, scale, bound)
+    pos = e * (4.0 * k4)  # e^{2u_j}
+    # B' = -2r tanh(u) sech²(u) = -scale (e^{2u} - 1)/(e^{2u} + 1) sech²(u)
+    deriv = (pos - 1.0) / (pos + 1.0) * v * (-scale)
+    return (grad * deriv).sum(dim=2)
+
+
+def _basis_kernel(x: torch.Tensor, prefix: Optional[torch.Tensor], k4: torch.Tensor, ki4: torch.Tensor,
+                  scale: float, bound: float, kernel: str) -> torch.Tensor:
+    out_shape = list(x.shape)
+    out_shape.insert(2, k4.shape[2] + (0 if prefix is None else 1))
+    if prefix is None:
+        y = K.run(_forward_kernel, kernel, K.flat(x), k4, ki4, scale, bound)
+    else:
+        y = K.run(_forward_prefix_kernel, kernel, K.flat(x), K.flat(prefix), k4, ki4, scale, bound)
+    return y.view(out_shape)
+
+
+class _RSWAFKernelFunction(torch.autograd.Function):
+    """The compiled basis; saves only x and recomputes its exponential in backward."""
+
+    @staticmethod
+    def forward(ctx, x, prefix, k4, ki4, scale: float, bound: float, kernel: str):
+        ctx.save_for_backward(x)
+        ctx.consts = (k4, ki4, scale, bound)
+        ctx.kernel = kernel
+        ctx.has_prefix = prefix is not None
+        return _basis_kernel(x, prefix, k4, ki4, scale, bound, kernel)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            k4, ki4, scale, bound = ctx.consts
+            off = 1 if ctx.has_prefix else 0
+            g = grad.narrow(2, off, grad.shape[2] - off)
+            g = g.reshape(g.shape[0], g.shape[1], g.shape[2], -1)
+            K.static(g, dims=(2,))
+            grad_x = K.run(_backward_kernel, ctx.kernel, K.flat(x), g.detach(), k4, ki4, scale, bound).view(x.shape)
+        grad_prefix = grad.select(2, 0) if ctx.has_prefix and ctx.needs_input_grad[1] else None
+        return grad_x, grad_prefix, None, None, None, None, None
 
 
 class _RSWAFFunction(torch.autograd.Function):
@@ -61,7 +144,8 @@ class RSWAFBasis(ClosedFormBasis):
     The centres are the ``grid`` buffer (float32 values, so float64 runs see FasterKAN's float32 grid).
     In eager float32 and float64 the values are computed as :math:`4/(e^{2u} + e^{-2u} + 2)` from one
     exponential per input (see ``_exp_form``), within a few ulps of ``1 - tanh²``; TorchScript, tracing (ONNX),
-    ``torch.compile`` and half precision use the tanh formula.
+    ``torch.compile`` and half precision use the tanh formula. Large inputs run the same exponential form as one
+    compiled kernel (module docstring; ``KANZOO_BASIS_KERNEL``).
     """
 
     default_base_act = "silu"
@@ -95,17 +179,19 @@ class RSWAFBasis(ClosedFormBasis):
     def _exp_constants(self, dtype: torch.dtype, ndim: int) -> Optional[Tuple[float, torch.Tensor, torch.Tensor]]:
         """``(c, k/4, 1/(4k))`` for :meth:`_exp_form` (cached until the grid changes), or None for wide grids."""
         g = self.grid
-        key = (g._version, g.data_ptr(), g.device, dtype, ndim)
+        key = (g._version, g.data_ptr(), g.device, dtype)
         cached = self.__dict__.get("_exp_cache")
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        g2r = g.detach().double() * (2.0 * self.inv_denominator)
-        c = float(g2r.abs().max()) if g2r.numel() else 0.0
+        if cached is None or cached[0] != key:
+            g2r = g.detach().double() * (2.0 * self.inv_denominator)
+            c = float(g2r.abs().max()) if g2r.numel() else 0.0
+            value = None if c > 14.0 else (c, (0.25 * torch.exp(-g2r)).to(dtype), (0.25 * torch.exp(g2r)).to(dtype))
+            cached = (key, value)
+            self.__dict__["_exp_cache"] = cached
+        if cached[1] is None:
+            return None
+        c, k4, ki4 = cached[1]
         shape = [1, 1, -1] + [1] * (ndim - 2)
-        value = None if c > 14.0 else (c, (0.25 * torch.exp(-g2r)).to(dtype).view(shape),
-                                       (0.25 * torch.exp(g2r)).to(dtype).view(shape))
-        self.__dict__["_exp_cache"] = (key, value)
-        return value
+        return c, k4.view(shape), ki4.view(shape)
 
     @torch.jit.unused
     def _exp_form(self, x: torch.Tensor) -> Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -155,9 +241,35 @@ class RSWAFBasis(ClosedFormBasis):
         parts = self._exp_form(x)
         return None if parts is None else _RSWAFFunction.apply(x, prefix, self, parts)
 
+    @torch.jit.unused
+    def _forward_kernel(self, x: torch.Tensor, prefix: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """The compiled kernel where the switch and the input allow it, else None."""
+        if x.dim() < 2:
+            return None
+        kernel = K.use_kernel(x, x.numel() * self.grid_size)
+        if kernel is None:
+            return None
+        if prefix is not None and (prefix.shape != x.shape or prefix.dtype != x.dtype or K.eager_only(prefix)):
+            return None
+        consts = self._exp_constants(x.dtype, 3)
+        if consts is None:
+            return None
+        c, k4, ki4 = consts
+        K.static(k4, ki4)  # the basis size G: unrolled in the kernel
+        scale, bound = 2.0 * self.inv_denominator, 60.0 + c
+        if torch.is_grad_enabled() and (x.requires_grad or (prefix is not None and prefix.requires_grad)):
+            return _RSWAFKernelFunction.apply(x, prefix, k4, ki4, scale, bound, kernel)
+        return _basis_kernel(x, prefix, k4, ki4, scale, bound, kernel)
+
     def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
-        # ClosedFormBasis.forward, with the exponential form's own fused function first (TorchScript has no super())
-        if torch.jit.is_scripting() or torch.jit.is_tracing() or not torch.is_grad_enabled():
+        # ClosedFormBasis.forward, with the compiled kernel and the exponential form's own fused function first
+        # (TorchScript has no super())
+        if torch.jit.is_scripting() or torch.jit.is_tracing():
+            return cat_basis(self.values(x), prefix)
+        out = self._forward_kernel(x, prefix)
+        if out is not None:
+            return out
+        if not torch.is_grad_enabled():
             return cat_basis(self.values(x), prefix)
         out = self._forward_exp(x, prefix)
         if out is not None:

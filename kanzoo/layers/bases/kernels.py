@@ -1,0 +1,121 @@
+"""Compiled basis kernels: the switch and the fallback shared by the RSWAF basis (MLP-KAN's FasterKAN experts)
+and the local B-spline basis (U-KAN's KAN layers).
+
+Each kernel is a plain function of torch ops (one elementwise pass for the values, one for the backward)
+run through ``torch.compile(fullgraph=True, dynamic=True)``: inductor emits one fused loop, C++ on CPU and
+Triton on GPU. The bases wrap them in a custom autograd function that saves only the basis input.
+
+The switch: :func:`set_basis_kernel` or the environment variable ``KANZOO_BASIS_KERNEL``, process-wide, each
+one of
+
+* ``"auto"`` (default): compiled for bases of at least ``MIN_COMPILED_NUMEL`` (65,536) values, eager below
+  (compiling costs seconds; small inputs gain nothing); on the first compiler failure kanzoo warns once and
+  uses the eager basis from then on;
+* ``"compiled"``: compiled wherever it applies; errors propagate;
+* ``"eager"``: never compile.
+
+TorchScript, tracing, ONNX and ``torch.export``, an outer ``torch.compile``, the meta device, dispatch modes
+(FLOP counting), tensor subclasses and half precision always take the eager formulas (:func:`eager_only`), as
+``KANZOO_RATIONAL_KERNEL`` does for KAT's group-rational activation.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Callable, Dict, Optional, Sequence
+
+import torch
+
+__all__ = ["set_basis_kernel", "get_basis_kernel", "MIN_COMPILED_NUMEL"]
+
+KERNELS = ("auto", "compiled", "eager")
+_ENV = "KANZOO_BASIS_KERNEL"
+_state: Dict[str, object] = {"default": None, "compile_failed": None}
+#: "auto" evaluates smaller bases eagerly
+MIN_COMPILED_NUMEL = 1 << 16
+_COMPILED: Dict[Callable, Callable] = {}
+
+
+def set_basis_kernel(kernel: Optional[str]) -> None:
+    """Sets the process-wide kernel of the compiled bases ("auto", "compiled", "eager"; None: back to
+    ``$KANZOO_BASIS_KERNEL`` or "auto")."""
+    if kernel is not None and kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS} or None, got {kernel!r}")
+    _state["default"] = kernel
+
+
+def get_basis_kernel() -> str:
+    """The process-wide basis kernel (see :func:`set_basis_kernel`)."""
+    if _state["default"] is not None:
+        return str(_state["default"])
+    env = os.environ.get(_ENV, "auto").strip().lower() or "auto"
+    if env not in KERNELS:
+        raise ValueError(f"${_ENV}={env!r} is not one of {KERNELS}")
+    return env
+
+
+def eager_only(x: torch.Tensor) -> bool:
+    """True where a compiled kernel must not run: tracing, export, an outer compile, meta tensors, dispatch modes,
+    tensor subclasses, dtypes other than float32/float64."""
+    if torch.jit.is_tracing() or torch.compiler.is_compiling() or x.device.type == "meta":
+        return True
+    if x.dtype not in (torch.float32, torch.float64):
+        return True
+    try:
+        if torch.onnx.is_in_onnx_export():
+            return True
+    except AttributeError:  # pragma: no cover
+        pass
+    return torch._C._len_torch_dispatch_stack() > 0 or type(x) is not torch.Tensor and not isinstance(
+        x, torch.nn.Parameter)
+
+
+def use_kernel(x: torch.Tensor, numel: int) -> Optional[str]:
+    """The kernel setting to run with ("auto" or "compiled"), or None where the eager basis must run."""
+    kernel = get_basis_kernel()
+    if kernel == "eager" or eager_only(x):
+        return None
+    if kernel == "auto" and (_state["compile_failed"] or numel < MIN_COMPILED_NUMEL):
+        return None
+    return kernel
+
+
+def compiled(fn: Callable) -> Callable:
+    """``torch.compile(fn, fullgraph=True, dynamic=True)``, once per function."""
+    c = _COMPILED.get(fn)
+    if c is None:
+        c = torch.compile(fn, fullgraph=True, dynamic=True)
+        _COMPILED[fn] = c
+    return c
+
+
+def run(fn: Callable, requested: str, *args):
+    """``fn(*args)`` compiled, without grad mode (one graph per dtype and rank); when ``requested`` is "auto", a
+    compiler failure warns once, runs ``fn`` eagerly and makes "auto" eager from then on."""
+    with torch.no_grad():
+        try:
+            return compiled(fn)(*args)
+        except Exception as e:  # noqa: BLE001  (no compiler, unsupported backend, ...)
+            if requested != "auto":
+                raise
+            msg = str(e).strip()
+            _state["compile_failed"] = f"{type(e).__name__}: {msg.splitlines()[0] if msg else ''}"
+            warnings.warn(
+                f"kanzoo basis kernel: torch.compile failed ({_state['compile_failed']}); using the eager basis "
+                f"from now on (slower). Set {_ENV}=eager to silence this, or install a C++ compiler (CPU) / "
+                f"triton (GPU) for the fast kernel.", RuntimeWarning, stacklevel=4)
+            return fn(*args)
+
+
+def static(*tensors: torch.Tensor, dims: Optional[Sequence[int]] = None) -> None:
+    """Marks the basis-axis sizes (every dim of the small constant tensors, or ``dims``) static for the compiled
+    kernels: the basis loop is then unrolled and vectorised for its actual size, while the token and channel
+    counts stay dynamic."""
+    for t in tensors:
+        for d in (range(t.dim()) if dims is None else dims):
+            torch._dynamo.mark_static(t, d)
+
+
+def flat(t: torch.Tensor) -> torch.Tensor:
+    """(N, C, *spatial) -> (N, C, S), detached: the kernels see one rank."""
+    return t.detach().reshape(t.shape[0], t.shape[1], -1)
