@@ -42,6 +42,28 @@ def _run(basis, kernel, x, prefix, g):
     return y.detach(), y0, xa.grad, None if pa is None else pa.grad
 
 
+def _compiled_vs_eager(basis, calls, x, prefix, kernel_prefix):
+    """Runs ``basis`` eagerly, then compiled (two forwards, one backward), checks the two agree, and returns
+    ``(compiled output, grad of x, output grad, tolerances)``."""
+    dtype = x.dtype
+    out_shape = list(x.shape)
+    out_shape.insert(2, basis.num_basis + int(prefix is not None))
+    g = torch.randn(out_shape, dtype=dtype)
+    ye, ye0, gxe, gpe = _run(basis, "eager", x, prefix, g)
+    assert calls == []
+    yc, yc0, gxc, gpc = _run(basis, "compiled", x, prefix, g)
+    fwd = kernel_prefix + ("fwd_prefix" if prefix is not None else "fwd")
+    assert calls.count(fwd) == 2 and calls.count(kernel_prefix + "bwd") == 1 and len(calls) == 3
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-14)
+    assert yc.shape == torch.Size(out_shape)
+    torch.testing.assert_close(yc, ye, **tol)
+    torch.testing.assert_close(yc0, ye0, **tol)
+    torch.testing.assert_close(gxc, gxe, **tol)
+    if prefix is not None:
+        torch.testing.assert_close(gpc, gpe, rtol=0, atol=0)
+    return yc, gxc, g, tol
+
+
 # each combination compiles afresh (seconds each on 2 cores): a covering set, not the full product
 COMBOS = [(torch.float32, (300, 48), True), (torch.float64, (4, 24, 9, 11), False),
           (torch.float32, (4, 24, 9, 11), False)]
@@ -55,21 +77,7 @@ def test_compiled_matches_eager(monkeypatch, dtype, shape, with_prefix):
     x = (torch.randn(shape, dtype=dtype) * 2.5)
     x.view(-1)[:3] = torch.tensor([0.0, 40.0, -40.0], dtype=dtype)  # far outside the grid: clamped exponent
     prefix = torch.randn(shape, dtype=dtype) if with_prefix else None
-    out_shape = list(shape)
-    out_shape.insert(2, 8 + int(with_prefix))
-    g = torch.randn(out_shape, dtype=dtype)
-    ye, ye0, gxe, gpe = _run(basis, "eager", x, prefix, g)
-    assert calls == []
-    yc, yc0, gxc, gpc = _run(basis, "compiled", x, prefix, g)
-    fwd = "fwd_prefix" if with_prefix else "fwd"
-    assert calls.count(fwd) == 2 and calls.count("bwd") == 1 and len(calls) == 3
-    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-14)
-    assert yc.shape == torch.Size(out_shape)
-    torch.testing.assert_close(yc, ye, **tol)
-    torch.testing.assert_close(yc0, ye0, **tol)
-    torch.testing.assert_close(gxc, gxe, **tol)
-    if with_prefix:
-        torch.testing.assert_close(gpc, gpe, rtol=0, atol=0)
+    yc, _, _, tol = _compiled_vs_eager(basis, calls, x, prefix, "")
     # and the tanh formula (TorchScript, tracing): 1 - tanh²
     t = torch.tanh((x.unsqueeze(2) - basis.grid.to(dtype).view([1, 1, -1] + [1] * (x.dim() - 2))) / 0.33)
     torch.testing.assert_close(yc.narrow(2, int(with_prefix), 8), 1.0 - t * t, **tol)
@@ -188,21 +196,7 @@ def test_bspline_compiled_matches_eager(monkeypatch, dtype, shape, with_prefix, 
     x = torch.randn(shape, dtype=dtype) * 1.5  # some inputs outside the knots
     x.view(-1)[:2] = basis.grid[[0, -1]].to(dtype)  # the first and the last knot
     prefix = torch.randn(shape, dtype=dtype) if with_prefix else None
-    out_shape = list(shape)
-    out_shape.insert(2, 8 + int(with_prefix))
-    g = torch.randn(out_shape, dtype=dtype)
-    ye, ye0, gxe, gpe = _run(basis, "eager", x, prefix, g)
-    assert calls == []
-    yc, yc0, gxc, gpc = _run(basis, "compiled", x, prefix, g)
-    fwd = "bs_fwd_prefix" if with_prefix else "bs_fwd"
-    assert calls.count(fwd) == 2 and calls.count("bs_bwd") == 1 and len(calls) == 3
-    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-14)
-    assert yc.shape == torch.Size(out_shape)
-    torch.testing.assert_close(yc, ye, **tol)
-    torch.testing.assert_close(yc0, ye0, **tol)
-    torch.testing.assert_close(gxc, gxe, **tol)
-    if with_prefix:
-        torch.testing.assert_close(gpc, gpe, rtol=0, atol=0)
+    yc, gxc, g, tol = _compiled_vs_eager(basis, calls, x, prefix, "bs_")
     # the full recursion with plain autograd (the reference's formula)
     K.set_basis_kernel("eager")
     xf = x.clone().requires_grad_(True)

@@ -39,13 +39,14 @@ The switch: ``GroupRational(kernel=...)`` per layer, :func:`set_rational_kernel`
 """
 import json
 import math
-import os
 import warnings
 from functools import lru_cache
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
+
+from .bases.kernels import kernel_setting, set_kernel_setting
 
 __all__ = ["GroupRational", "GRKANMlp", "group_rational", "fused_group_rational", "rational_init_modes",
            "rational_init", "set_rational_kernel", "get_rational_kernel"]
@@ -89,19 +90,12 @@ def rational_init(mode: str, order: Tuple[int, int] = (5, 4)) -> Tuple[List[floa
 def set_rational_kernel(kernel: Optional[str]) -> None:
     """Sets the process-wide default kernel of layers built with ``kernel=None`` ("auto", "compiled", "eager",
     "formula"; None: back to ``$KANZOO_RATIONAL_KERNEL`` or "auto")."""
-    if kernel is not None and kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {KERNELS} or None, got {kernel!r}")
-    _state["default"] = kernel
+    set_kernel_setting(_state, kernel, KERNELS)
 
 
 def get_rational_kernel() -> str:
     """The process-wide default kernel (see :func:`set_rational_kernel`)."""
-    if _state["default"] is not None:
-        return str(_state["default"])
-    env = os.environ.get(_ENV, "auto").strip().lower() or "auto"
-    if env not in KERNELS:
-        raise ValueError(f"${_ENV}={env!r} is not one of {KERNELS}")
-    return env
+    return kernel_setting(_state, _ENV, KERNELS)
 
 
 # ------------------------------------------------------------------------------------------------ formula path

@@ -353,12 +353,8 @@ class BSplineBasis(Basis, CompilableValues):
     def _forward_kernel(self, x: torch.Tensor, prefix: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
         """The compiled kernel (see :mod:`kanzoo.layers.bases.kernels`) where the switch and the input allow it,
         else None."""
-        if x.dim() < 2:
-            return None
-        kernel = KK.use_kernel(x, x.numel() * self.num_basis)
+        kernel = KK.basis_kernel_for(x, prefix, self.num_basis)
         if kernel is None:
-            return None
-        if prefix is not None and (prefix.shape != x.shape or prefix.dtype != x.dtype or KK.eager_only(prefix)):
             return None
         g = self.grid
         key = (g._version, g.data_ptr(), g.device, x.dtype)

@@ -36,22 +36,32 @@ MIN_COMPILED_NUMEL = 1 << 16
 _COMPILED: Dict[Callable, Callable] = {}
 
 
+def set_kernel_setting(state: Dict[str, object], kernel: Optional[str], choices: Sequence[str]) -> None:
+    """Stores a process-wide kernel choice in ``state["default"]`` after checking it (None clears it)."""
+    if kernel is not None and kernel not in choices:
+        raise ValueError(f"kernel must be one of {tuple(choices)} or None, got {kernel!r}")
+    state["default"] = kernel
+
+
+def kernel_setting(state: Dict[str, object], env: str, choices: Sequence[str]) -> str:
+    """The process-wide kernel choice: ``state["default"]`` if set, else ``$env``, else "auto"."""
+    if state["default"] is not None:
+        return str(state["default"])
+    value = os.environ.get(env, "auto").strip().lower() or "auto"
+    if value not in choices:
+        raise ValueError(f"${env}={value!r} is not one of {tuple(choices)}")
+    return value
+
+
 def set_basis_kernel(kernel: Optional[str]) -> None:
     """Sets the process-wide kernel of the compiled bases ("auto", "compiled", "eager"; None: back to
     ``$KANZOO_BASIS_KERNEL`` or "auto")."""
-    if kernel is not None and kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {KERNELS} or None, got {kernel!r}")
-    _state["default"] = kernel
+    set_kernel_setting(_state, kernel, KERNELS)
 
 
 def get_basis_kernel() -> str:
     """The process-wide basis kernel (see :func:`set_basis_kernel`)."""
-    if _state["default"] is not None:
-        return str(_state["default"])
-    env = os.environ.get(_ENV, "auto").strip().lower() or "auto"
-    if env not in KERNELS:
-        raise ValueError(f"${_ENV}={env!r} is not one of {KERNELS}")
-    return env
+    return kernel_setting(_state, _ENV, KERNELS)
 
 
 def eager_only(x: torch.Tensor) -> bool:
@@ -76,6 +86,19 @@ def use_kernel(x: torch.Tensor, numel: int) -> Optional[str]:
     if kernel == "eager" or eager_only(x):
         return None
     if kernel == "auto" and (_state["compile_failed"] or numel < MIN_COMPILED_NUMEL):
+        return None
+    return kernel
+
+
+def basis_kernel_for(x: torch.Tensor, prefix: Optional[torch.Tensor], num_basis: int) -> Optional[str]:
+    """The kernel setting for a basis of ``num_basis`` functions on ``x`` (with an optional ``prefix`` slot of
+    x's shape), or None where the eager basis must run."""
+    if x.dim() < 2:
+        return None
+    kernel = use_kernel(x, x.numel() * num_basis)
+    if kernel is None:
+        return None
+    if prefix is not None and (prefix.shape != x.shape or prefix.dtype != x.dtype or eager_only(prefix)):
         return None
     return kernel
 

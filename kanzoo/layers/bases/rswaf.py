@@ -244,12 +244,8 @@ class RSWAFBasis(ClosedFormBasis):
     @torch.jit.unused
     def _forward_kernel(self, x: torch.Tensor, prefix: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
         """The compiled kernel where the switch and the input allow it, else None."""
-        if x.dim() < 2:
-            return None
-        kernel = K.use_kernel(x, x.numel() * self.grid_size)
+        kernel = K.basis_kernel_for(x, prefix, self.grid_size)
         if kernel is None:
-            return None
-        if prefix is not None and (prefix.shape != x.shape or prefix.dtype != x.dtype or K.eager_only(prefix)):
             return None
         consts = self._exp_constants(x.dtype, 3)
         if consts is None:
