@@ -39,14 +39,13 @@ The switch: ``GroupRational(kernel=...)`` per layer, :func:`set_rational_kernel`
 """
 import json
 import math
-import warnings
 from functools import lru_cache
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-from .bases.kernels import kernel_setting, set_kernel_setting
+from .bases.kernels import compile_failed, kernel_setting, set_kernel_setting
 
 __all__ = ["GroupRational", "GRKANMlp", "group_rational", "fused_group_rational", "rational_init_modes",
            "rational_init", "set_rational_kernel", "get_rational_kernel"]
@@ -261,11 +260,7 @@ def _run(kind: str, requested: str, *args):
     except Exception as e:  # noqa: BLE001  (no compiler, unsupported backend, ...)
         if requested != "auto":
             raise
-        _state["compile_failed"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-        warnings.warn(
-            f"kanzoo GroupRational: torch.compile failed ({_state['compile_failed']}); using the eager kernel "
-            f"from now on (slower). Set {_ENV}=eager to silence this, or install a C++ compiler (CPU) / triton (GPU) "
-            f"for the fast kernel.", RuntimeWarning, stacklevel=3)
+        compile_failed(_state, e, "kanzoo GroupRational", "kernel", _ENV, stacklevel=4)
         return eager(*args)
 
 

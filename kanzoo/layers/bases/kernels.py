@@ -121,13 +121,18 @@ def run(fn: Callable, requested: str, *args):
         except Exception as e:  # noqa: BLE001  (no compiler, unsupported backend, ...)
             if requested != "auto":
                 raise
-            msg = str(e).strip()
-            _state["compile_failed"] = f"{type(e).__name__}: {msg.splitlines()[0] if msg else ''}"
-            warnings.warn(
-                f"kanzoo basis kernel: torch.compile failed ({_state['compile_failed']}); using the eager basis "
-                f"from now on (slower). Set {_ENV}=eager to silence this, or install a C++ compiler (CPU) / "
-                f"triton (GPU) for the fast kernel.", RuntimeWarning, stacklevel=4)
+            compile_failed(_state, e, "kanzoo basis kernel", "basis", _ENV, stacklevel=5)
             return fn(*args)
+
+
+def compile_failed(state: Dict[str, object], error: Exception, who: str, what: str, env: str,
+                   stacklevel: int) -> None:
+    """Records a compiler failure in ``state`` (so that "auto" stays eager from now on) and warns once."""
+    msg = str(error).strip()
+    state["compile_failed"] = f"{type(error).__name__}: {msg.splitlines()[0] if msg else ''}"
+    warnings.warn(f"{who}: torch.compile failed ({state['compile_failed']}); using the eager {what} from now on "
+                  f"(slower). Set {env}=eager to silence this, or install a C++ compiler (CPU) / triton (GPU) for "
+                  f"the fast kernel.", RuntimeWarning, stacklevel=stacklevel)
 
 
 def static(*tensors: torch.Tensor, dims: Optional[Sequence[int]] = None) -> None:
