@@ -24,9 +24,8 @@ def _reset_switch(monkeypatch):
 def _record_compiles(monkeypatch):
     calls = []
     real = K.compiled
-    names = {R._forward_kernel: "fwd", R._forward_prefix_kernel: "fwd_prefix", R._backward_kernel: "bwd",
-             BS._bspline_forward_kernel: "bs_fwd", BS._bspline_forward_prefix_kernel: "bs_fwd_prefix",
-             BS._bspline_backward_kernel: "bs_bwd"}
+    names = {R.KERNEL.values: "fwd", R.KERNEL.values_with_prefix: "fwd_prefix", R.KERNEL.grad_input: "bwd",
+             BS.KERNEL.values: "bs_fwd", BS.KERNEL.values_with_prefix: "bs_fwd_prefix", BS.KERNEL.grad_input: "bs_bwd"}
     monkeypatch.setattr(K, "compiled", lambda fn: calls.append(names.get(fn, fn)) or real(fn))
     return calls
 

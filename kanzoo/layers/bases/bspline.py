@@ -78,17 +78,11 @@ def _kernel_levels(x: torch.Tensor, t: torch.Tensor, dens: List[torch.Tensor], d
     return b, db
 
 
-def _bspline_forward_kernel(x: torch.Tensor, t: torch.Tensor, dens: List[torch.Tensor]) -> torch.Tensor:
+def _values_kernel(x: torch.Tensor, t: torch.Tensor, dens: List[torch.Tensor]) -> torch.Tensor:
     return _kernel_levels(x, t, dens, False)[0]
 
 
-def _bspline_forward_prefix_kernel(x: torch.Tensor, prefix: torch.Tensor, t: torch.Tensor,
-                                   dens: List[torch.Tensor]) -> torch.Tensor:
-    return torch.cat([prefix.unsqueeze(2), _kernel_levels(x, t, dens, False)[0]], dim=2)
-
-
-def _bspline_backward_kernel(x: torch.Tensor, grad: torch.Tensor, t: torch.Tensor,
-                             dens: List[torch.Tensor]) -> torch.Tensor:
+def _grad_input_kernel(x: torch.Tensor, grad: torch.Tensor, t: torch.Tensor, dens: List[torch.Tensor]) -> torch.Tensor:
     """sum_j grad_j dB_{j,K}/dx for grad (N, C, F, S) (the basis slots only)."""
     _, db = _kernel_levels(x, t, dens, True)
     if db is None:  # order 0: piecewise constant
@@ -96,42 +90,7 @@ def _bspline_backward_kernel(x: torch.Tensor, grad: torch.Tensor, t: torch.Tenso
     return (grad * db).sum(dim=2)
 
 
-def _bspline_kernel(x: torch.Tensor, prefix: Optional[torch.Tensor], t: torch.Tensor, dens: List[torch.Tensor],
-                    kernel: str) -> torch.Tensor:
-    out_shape = list(x.shape)
-    out_shape.insert(2, t.shape[0] - 1 - len(dens) // 2 + (0 if prefix is None else 1))
-    if prefix is None:
-        y = KK.run(_bspline_forward_kernel, kernel, KK.flat(x), t, dens)
-    else:
-        y = KK.run(_bspline_forward_prefix_kernel, kernel, KK.flat(x), KK.flat(prefix), t, dens)
-    return y.view(out_shape)
-
-
-class _BSplineKernelFunction(torch.autograd.Function):
-    """The compiled B-spline basis; saves only x and reruns the recursion with its derivative in backward."""
-
-    @staticmethod
-    def forward(ctx, x, prefix, t, dens, kernel: str):
-        ctx.save_for_backward(x)
-        ctx.consts = (t, dens)
-        ctx.kernel = kernel
-        ctx.has_prefix = prefix is not None
-        return _bspline_kernel(x, prefix, t, dens, kernel)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            t, dens = ctx.consts
-            off = 1 if ctx.has_prefix else 0
-            g = grad.narrow(2, off, grad.shape[2] - off)
-            g = g.reshape(g.shape[0], g.shape[1], g.shape[2], -1)
-            KK.static(g, dims=(2,))
-            grad_x = KK.run(_bspline_backward_kernel, ctx.kernel, KK.flat(x), g.detach(), t, dens).view(x.shape)
-        grad_prefix = grad.select(2, 0) if ctx.has_prefix and ctx.needs_input_grad[1] else None
-        return grad_x, grad_prefix, None, None, None
+KERNEL = KK.BasisKernel(_values_kernel, _grad_input_kernel)
 
 
 class BSplineBasis(Basis, CompilableValues):
@@ -367,10 +326,7 @@ class BSplineBasis(Basis, CompilableValues):
             KK.static(t, *dens)
             cached = (key, t, dens)
             self.__dict__["_kernel_cache"] = cached
-        t, dens = cached[1], cached[2]
-        if torch.is_grad_enabled() and (x.requires_grad or (prefix is not None and prefix.requires_grad)):
-            return _BSplineKernelFunction.apply(x, prefix, t, dens, kernel)
-        return _bspline_kernel(x, prefix, t, dens, kernel)
+        return KERNEL(x, prefix, (cached[1], cached[2]), self.num_basis, kernel)
 
     def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
         if self.local and not self.compile_values and not _in_onnx_export():

@@ -135,6 +135,64 @@ def compile_failed(state: Dict[str, object], error: Exception, who: str, what: s
                   f"the fast kernel.", RuntimeWarning, stacklevel=stacklevel)
 
 
+class BasisKernel:
+    """A basis evaluated by compiled kernels, from two plain functions of x flattened to (N, C, S):
+    ``values(x, *consts) -> (N, C, F, S)`` and ``grad_input(x, grad, *consts) -> (N, C, S)``, the sum over j of
+    grad_j · dB_j/dx. The prefix variant (a first slot holding ``prefix``, see :func:`~.base.cat_basis`) and the
+    autograd function, which saves only x and calls ``grad_input`` in backward, are shared by every basis."""
+
+    def __init__(self, values: Callable, grad_input: Callable):
+        self.values = values
+        self.grad_input = grad_input
+
+        def values_with_prefix(x: torch.Tensor, prefix: torch.Tensor, *consts):
+            return torch.cat([prefix.unsqueeze(2), values(x, *consts)], dim=2)
+
+        self.values_with_prefix = values_with_prefix
+
+    def evaluate(self, x: torch.Tensor, prefix: Optional[torch.Tensor], consts: tuple, num_basis: int,
+                 kernel: str) -> torch.Tensor:
+        """The basis (with the prefix slot first when given) of any-rank x, without autograd."""
+        out_shape = list(x.shape)
+        out_shape.insert(2, num_basis + (0 if prefix is None else 1))
+        if prefix is None:
+            y = run(self.values, kernel, flat(x), *consts)
+        else:
+            y = run(self.values_with_prefix, kernel, flat(x), flat(prefix), *consts)
+        return y.view(out_shape)
+
+    def __call__(self, x: torch.Tensor, prefix: Optional[torch.Tensor], consts: tuple, num_basis: int,
+                 kernel: str) -> torch.Tensor:
+        if torch.is_grad_enabled() and (x.requires_grad or (prefix is not None and prefix.requires_grad)):
+            return _BasisKernelFunction.apply(x, prefix, self, consts, num_basis, kernel)
+        return self.evaluate(x, prefix, consts, num_basis, kernel)
+
+
+class _BasisKernelFunction(torch.autograd.Function):
+    """A :class:`BasisKernel` under autograd: saves only x; backward reruns the basis with its derivative."""
+
+    @staticmethod
+    def forward(ctx, x, prefix, spec: BasisKernel, consts: tuple, num_basis: int, kernel: str):
+        ctx.save_for_backward(x)
+        ctx.spec, ctx.consts, ctx.kernel = spec, consts, kernel
+        ctx.has_prefix = prefix is not None
+        return spec.evaluate(x, prefix, consts, num_basis, kernel)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            off = 1 if ctx.has_prefix else 0
+            g = grad.narrow(2, off, grad.shape[2] - off)
+            g = g.reshape(g.shape[0], g.shape[1], g.shape[2], -1)
+            static(g, dims=(2,))
+            grad_x = run(ctx.spec.grad_input, ctx.kernel, flat(x), g.detach(), *ctx.consts).view(x.shape)
+        grad_prefix = grad.select(2, 0) if ctx.has_prefix and ctx.needs_input_grad[1] else None
+        return grad_x, grad_prefix, None, None, None, None
+
+
 def static(*tensors: torch.Tensor, dims: Optional[Sequence[int]] = None) -> None:
     """Marks the basis-axis sizes (every dim of the small constant tensors, or ``dims``) static for the compiled
     kernels: the basis loop is then unrolled and vectorised for its actual size, while the token and channel

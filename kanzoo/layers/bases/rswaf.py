@@ -41,17 +41,12 @@ def _kernel_values(x: torch.Tensor, k4: torch.Tensor, ki4: torch.Tensor, scale: 
     return e, torch.reciprocal((e * k4 + 0.5) + ei * ki4)
 
 
-def _forward_kernel(x: torch.Tensor, k4: torch.Tensor, ki4: torch.Tensor, scale: float, bound: float):
+def _values_kernel(x: torch.Tensor, k4: torch.Tensor, ki4: torch.Tensor, scale: float, bound: float):
     return _kernel_values(x, k4, ki4, scale, bound)[1]
 
 
-def _forward_prefix_kernel(x: torch.Tensor, prefix: torch.Tensor, k4: torch.Tensor, ki4: torch.Tensor,
-                           scale: float, bound: float) -> torch.Tensor:
-    return torch.cat([prefix.unsqueeze(2), _kernel_values(x, k4, ki4, scale, bound)[1]], dim=2)
-
-
-def _backward_kernel(x: torch.Tensor, grad: torch.Tensor, k4: torch.Tensor, ki4: torch.Tensor, scale: float,
-                     bound: float) -> torch.Tensor:
+def _grad_input_kernel(x: torch.Tensor, grad: torch.Tensor, k4: torch.Tensor, ki4: torch.Tensor, scale: float,
+                       bound: float) -> torch.Tensor:
     """sum_j grad_j dB_j/dx for grad (N, C, G, S) (the basis slots only)."""
     e, v = _kernel_values(x, k4, ki4, scale, bound)
     pos = e * (4.0 * k4)  # e^{2u_j}
@@ -60,42 +55,7 @@ def _backward_kernel(x: torch.Tensor, grad: torch.Tensor, k4: torch.Tensor, ki4:
     return (grad * deriv).sum(dim=2)
 
 
-def _basis_kernel(x: torch.Tensor, prefix: Optional[torch.Tensor], k4: torch.Tensor, ki4: torch.Tensor,
-                  scale: float, bound: float, kernel: str) -> torch.Tensor:
-    out_shape = list(x.shape)
-    out_shape.insert(2, k4.shape[2] + (0 if prefix is None else 1))
-    if prefix is None:
-        y = K.run(_forward_kernel, kernel, K.flat(x), k4, ki4, scale, bound)
-    else:
-        y = K.run(_forward_prefix_kernel, kernel, K.flat(x), K.flat(prefix), k4, ki4, scale, bound)
-    return y.view(out_shape)
-
-
-class _RSWAFKernelFunction(torch.autograd.Function):
-    """The compiled basis; saves only x and recomputes its exponential in backward."""
-
-    @staticmethod
-    def forward(ctx, x, prefix, k4, ki4, scale: float, bound: float, kernel: str):
-        ctx.save_for_backward(x)
-        ctx.consts = (k4, ki4, scale, bound)
-        ctx.kernel = kernel
-        ctx.has_prefix = prefix is not None
-        return _basis_kernel(x, prefix, k4, ki4, scale, bound, kernel)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            k4, ki4, scale, bound = ctx.consts
-            off = 1 if ctx.has_prefix else 0
-            g = grad.narrow(2, off, grad.shape[2] - off)
-            g = g.reshape(g.shape[0], g.shape[1], g.shape[2], -1)
-            K.static(g, dims=(2,))
-            grad_x = K.run(_backward_kernel, ctx.kernel, K.flat(x), g.detach(), k4, ki4, scale, bound).view(x.shape)
-        grad_prefix = grad.select(2, 0) if ctx.has_prefix and ctx.needs_input_grad[1] else None
-        return grad_x, grad_prefix, None, None, None, None, None
+KERNEL = K.BasisKernel(_values_kernel, _grad_input_kernel)
 
 
 class _RSWAFFunction(torch.autograd.Function):
@@ -252,10 +212,7 @@ class RSWAFBasis(ClosedFormBasis):
             return None
         c, k4, ki4 = consts
         K.static(k4, ki4)  # the basis size G: unrolled in the kernel
-        scale, bound = 2.0 * self.inv_denominator, 60.0 + c
-        if torch.is_grad_enabled() and (x.requires_grad or (prefix is not None and prefix.requires_grad)):
-            return _RSWAFKernelFunction.apply(x, prefix, k4, ki4, scale, bound, kernel)
-        return _basis_kernel(x, prefix, k4, ki4, scale, bound, kernel)
+        return KERNEL(x, prefix, (k4, ki4, 2.0 * self.inv_denominator, 60.0 + c), self.grid_size, kernel)
 
     def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
         # ClosedFormBasis.forward, with the compiled kernel and the exponential form's own fused function first
