@@ -81,6 +81,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from timm.models import get_arch_pretrained_cfgs, get_pretrained_cfg, model_entrypoint, split_model_name_tag
 
     from .models import create_model, list_pretrained
+    from .models._base import model_task
     from .models._factory import model_module
     from .models._stats import COUNTED_OPS, count_macs
 
@@ -96,7 +97,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         ("architecture", arch),
         ("description", doc[0] if doc else "-"),
         ("family", f"{model_module(arch)} ({cls.__module__}.{cls.__qualname__})"),
-        ("task", getattr(model, "task", "classification")),
+        ("task", model_task(model)),
         ("parameters", f"{params:,} ({params / 1e6:.2f} M)"),
     ]
     if not args.no_macs:

@@ -32,6 +32,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from torch import nn
 
+from ..models._base import model_task
+
 __all__ = ["FORMAT", "INTERPOLATIONS", "CROP_MODES", "build_metadata", "resolve_data_config", "resolve_labels",
            "model_name", "model_task", "to_onnx_props", "from_onnx_props"]
 
@@ -46,10 +48,6 @@ def model_name(model: nn.Module) -> str:
     built without weights still carries its default tag."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
     return cfg.get("architecture") or type(model).__name__
-
-
-def model_task(model: nn.Module) -> str:
-    return getattr(model, "task", "classification")
 
 
 def resolve_data_config(model: nn.Module, input_size: Sequence[int],

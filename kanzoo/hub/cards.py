@@ -122,6 +122,7 @@ def model_card(name_or_model: Union[str, nn.Module], name: Optional[str] = None,
     from timm.models import get_pretrained_cfg, split_model_name_tag
 
     from ..models import create_model
+    from ..models._base import model_task
 
     if isinstance(name_or_model, str):
         registered = get_pretrained_cfg(name_or_model)
@@ -145,7 +146,7 @@ def model_card(name_or_model: Union[str, nn.Module], name: Optional[str] = None,
     basis = getattr(model, "basis", None)
     basis = basis if isinstance(basis, str) else None
     stats = _describe(model, name)
-    task = getattr(model, "task", "classification")
+    task = model_task(model)
     announced = (registered is not None and "." in name and bool(getattr(registered, "metrics", None))
                  and not _has_weights(registered))
 

@@ -158,6 +158,23 @@ class KANClassifier(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+def declared_task(model: nn.Module) -> Optional[str]:
+    """The task a model declares: its ``task`` attribute, else a ``task=...`` note of its pretrained cfg."""
+    task = getattr(model, "task", None)
+    if task:
+        return str(task)
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    for note in cfg.get("notes") or ():
+        if isinstance(note, str) and note.startswith("task="):
+            return note.split("=", 1)[1].strip()
+    return None
+
+
+def model_task(model: nn.Module) -> str:
+    """``'segmentation'``, ``'classification'`` (what a model that declares nothing is taken to be), ..."""
+    return declared_task(model) or "classification"
+
+
 def unwrap_checkpoint(state_dict: Dict[str, Any]) -> Dict[str, torch.Tensor]:
     """The model weights of a training checkpoint (``state_dict_ema`` > ``state_dict`` > ``model``), as a
     new dict; a plain state dict is copied."""

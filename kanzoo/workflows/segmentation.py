@@ -18,6 +18,7 @@ from ._common import PathLike, WorkflowError, check_positive
 from .data import data_config_for
 from .loading import LoadedModel
 from .predict import read_images
+from ..models._base import declared_task, model_task
 
 __all__ = ["TASKS", "model_task", "resolve_task", "validate_segmentation", "predict_segmentation", "MaskPrediction",
            "format_mask_prediction", "DEFAULT_MASK_DIR"]
@@ -29,27 +30,10 @@ TASKS = ("classification", "segmentation")
 DEFAULT_MASK_DIR = "predicted_masks"
 
 
-def _declared_task(model: nn.Module) -> Optional[str]:
-    """The task the model declares: its ``task`` attribute, else a ``task=...`` note of its pretrained cfg."""
-    task = getattr(model, "task", None)
-    if task:
-        return str(task)
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    for note in cfg.get("notes") or ():
-        if isinstance(note, str) and note.startswith("task="):
-            return note.split("=", 1)[1].strip()
-    return None
-
-
-def model_task(model: nn.Module) -> str:
-    """``'segmentation'`` or ``'classification'`` (what a model that declares nothing is taken to be)."""
-    return _declared_task(model) or "classification"
-
-
 def resolve_task(model: nn.Module, requested: Optional[str], name: str) -> str:
     """The task a command runs: ``requested`` (``--task``) or the model's. A request that contradicts what the
     model declares is an error (a classifier has no masks to score, a segmenter no classes)."""
-    declared = _declared_task(model)
+    declared = declared_task(model)
     if requested is None:
         return declared or "classification"
     if requested not in TASKS:
