@@ -45,10 +45,6 @@ def _fmt_tuple(v: Sequence[float]) -> str:
     return "(" + ", ".join(f"{x:.3f}" for x in v) + ")"
 
 
-def _has_weights(cfg) -> bool:
-    return bool(cfg.hf_hub_id or cfg.url or cfg.file or getattr(cfg, "state_dict", None) is not None)
-
-
 def card_tags() -> List[str]:
     """Every ``name.tag`` that gets a card: the tags with weights, and the announced ones, whose cfg records
     published metrics for weights that are not on the Hub yet (their cards say how to convert them)."""
@@ -58,8 +54,9 @@ def card_tags() -> List[str]:
     from ..models import list_models, list_pretrained
 
     archs = set(list_models())
-    announced = [n for n in timm.list_models(include_tags=True) if "." in n and n.split(".", 1)[0] in archs
-                 and getattr(get_pretrained_cfg(n), "metrics", None) and not _has_weights(get_pretrained_cfg(n))]
+    tagged = [n for n in timm.list_models(include_tags=True) if "." in n and n.split(".", 1)[0] in archs]
+    announced = [n for n, cfg in ((n, get_pretrained_cfg(n)) for n in tagged)
+                 if getattr(cfg, "metrics", None) and not cfg.has_weights]
     return sorted(set(list_pretrained()) | set(announced))
 
 
@@ -148,7 +145,7 @@ def model_card(name_or_model: Union[str, nn.Module], name: Optional[str] = None,
     stats = _describe(model, name)
     task = model_task(model)
     announced = (registered is not None and "." in name and bool(getattr(registered, "metrics", None))
-                 and not _has_weights(registered))
+                 and not registered.has_weights)
 
     lines = ["---", card_metadata(name, cfg, metrics, dataset, base_model, basis, task).rstrip(), "---", "",
              f"# {name}", ""]
