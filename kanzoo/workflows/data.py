@@ -247,11 +247,11 @@ def build_transform(data_config: Dict[str, Any], training: bool = False, aug: Op
         raise WorkflowError(f"the model takes {chans} input channels, but image files are read as RGB (3) or "
                             f"grayscale (1); feed such a model tensors from Python, or build it with in_chans=3 "
                             f"or in_chans=1")
-    if not training or (aug or AugConfig()).no_aug:
+    aug = aug or AugConfig()
+    if not training or aug.no_aug:
         t = create_transform(**cfg, is_training=False, crop_pct=data_config.get("crop_pct"),
                              crop_mode=data_config.get("crop_mode"))
     else:
-        aug = aug or AugConfig()
         t = create_transform(**cfg, is_training=True, scale=tuple(aug.scale), ratio=tuple(aug.ratio),
                              hflip=aug.hflip, vflip=aug.vflip, color_jitter=aug.color_jitter,
                              auto_augment=aug.auto_augment, re_prob=aug.re_prob)
