@@ -409,23 +409,22 @@ class RationalAdapterLayer(BasisAdapterLayer):
                                                                dtype=torch.long, device=b.device), persistent=False)
 
     # -- coefficients ---------------------------------------------------------------------------------------
+    def _adapted(self, coef: torch.Tensor, degrees: List[int], part: str) -> torch.Tensor:
+        """``coef`` plus the ``part`` delta (numerator or denominator) at its trainable columns."""
+        if not degrees:
+            return coef
+        delta = getattr(self, f"{part}_delta")
+        if len(degrees) == coef.shape[1]:
+            return coef + delta
+        return coef.index_add(1, getattr(self, f"{part}_index"), delta)
+
     def effective_numerator(self) -> torch.Tensor:
         """a' = a + Δa at the trainable numerator powers, (1, m+1)."""
-        a = self.base_layer.weight_numerator
-        if not self.numerator_degrees:
-            return a
-        if len(self.numerator_degrees) == a.shape[-1]:
-            return a + self.numerator_delta
-        return a.index_add(1, self.numerator_index, self.numerator_delta)
+        return self._adapted(self.base_layer.weight_numerator, self.numerator_degrees, "numerator")
 
     def effective_denominator(self) -> torch.Tensor:
         """b' = b + Δb at the trainable denominator powers (before the |·| of Q), (G, n)."""
-        b = self.base_layer.weight_denominator
-        if not self.denominator_degrees:
-            return b
-        if len(self.denominator_degrees) == b.shape[1]:
-            return b + self.denominator_delta
-        return b.index_add(1, self.denominator_index, self.denominator_delta)
+        return self._adapted(self.base_layer.weight_denominator, self.denominator_degrees, "denominator")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         params: Dict[str, torch.Tensor] = {}
