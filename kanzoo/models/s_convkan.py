@@ -142,13 +142,15 @@ class SConvKAN(KANClassifier):
         return self
 
     @torch.jit.ignore
-    def record_pruned(self, masks: Dict[str, Any]) -> None:
+    def record_pruned(self, masks: Dict[str, Any]) -> Dict[str, str]:
         """Records ``masks`` (layer name -> what pruning kept, bool (out, M)) as the ``pruned_selection`` model
-        argument (timm's ``update_model_args``), which config.json carries. For code that prunes with
-        :func:`~kanzoo.layers.prune_model` or :class:`~kanzoo.layers.SelectionSchedule` directly."""
+        argument (timm's ``update_model_args``), which config.json carries, and returns it. For code that prunes
+        with :func:`~kanzoo.layers.prune_model` or :class:`~kanzoo.layers.SelectionSchedule` directly."""
         from timm.models._input import update_model_args
 
-        update_model_args(self, pruned_selection=masks_to_spec(masks))
+        spec = masks_to_spec(masks)
+        update_model_args(self, pruned_selection=spec)
+        return spec
 
     @torch.jit.ignore
     def selection_summary(self, top_k: Optional[int] = None) -> Dict[str, Dict[str, int]]:

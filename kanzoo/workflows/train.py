@@ -439,17 +439,10 @@ class Trainer:
 
     def _record_pruned(self) -> None:
         """Puts the pruned selection into the model arguments (config.json, the checkpoint's model_args) when
-        the model class can be built pruned from them (``pruned_selection``)."""
-        import inspect
-
-        from timm.models._input import update_model_args
-
-        from ..layers.selectable import masks_to_spec
-
-        if "pruned_selection" in inspect.signature(type(self.model).__init__).parameters:
-            spec = masks_to_spec(self.schedule.masks)
-            update_model_args(self.model, pruned_selection=spec)
-            self.base_args["pruned_selection"] = spec
+        the model can be built pruned from them (it has ``record_pruned``, e.g. SConvKAN)."""
+        record = getattr(self.model, "record_pruned", None)
+        if callable(record):
+            self.base_args["pruned_selection"] = record(self.schedule.masks)
 
     def _rebuild_optimizer(self) -> None:
         """A new optimizer and lr schedule over the pruned model's parameters. Parameters that survived pruning
