@@ -5,18 +5,16 @@ import contextlib
 import io
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 import kanzoo
 from kanzoo.cli import main
 from kanzoo.layers import KANConvNd, NotPrunedError, PrunedKANConvNd, selectable_layers
 from kanzoo.workflows import train as train_mod
 from kan_layer_cases import single_thread
-from workflow_data import make_dataset
+from workflow_data import make_dataset, records, weights
 from cli_run import run, one_line_error
 
 NAME = "s_convkan_tiny"
@@ -31,15 +29,6 @@ _single_thread = pytest.fixture(scope="module", autouse=True)(single_thread)
 
 
 
-
-
-def records(run_dir, kind=None):
-    recs = [json.loads(line) for line in (Path(run_dir) / "log.jsonl").read_text().splitlines()]
-    return [r for r in recs if kind is None or r["kind"] == kind]
-
-
-def weights(run_dir):
-    return load_file(str(Path(run_dir) / "model.safetensors"))
 
 
 @pytest.fixture(scope="module")

@@ -2,11 +2,10 @@
 that push and load), predict, validate, plot, benchmark, and the clear errors for bad input."""
 import json
 import re
-from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 import kanzoo
 from fakehub import fake_hub, hub_env  # noqa: F401  (fixtures)
@@ -16,7 +15,7 @@ from kanzoo.workflows._common import WorkflowError
 from kanzoo.workflows.data import ImageFolder, find_classes
 from kanzoo.workflows.validate import class_mapping
 from kan_layer_cases import single_thread
-from workflow_data import CLASSES, FAST, make_dataset, make_imagefolder
+from workflow_data import CLASSES, FAST, make_dataset, make_imagefolder, records, weights
 from cli_run import run, one_line_error
 
 NAME = "simple_conv_kagn"
@@ -28,13 +27,8 @@ _single_thread = pytest.fixture(scope="module", autouse=True)(single_thread)
 
 
 
-def weights(run_dir):
-    return load_file(str(Path(run_dir) / "model.safetensors"))
-
-
 def epochs_of(run_dir):
-    return [r for r in map(json.loads, (Path(run_dir) / "log.jsonl").read_text().splitlines())
-            if r["kind"] == "epoch"]
+    return records(run_dir, "epoch")
 
 
 @pytest.fixture(scope="module")

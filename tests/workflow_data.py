@@ -1,4 +1,5 @@
 """Tiny ImageFolders of generated PNGs for the workflow tests (kanzoo.workflows)."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -32,3 +33,16 @@ def make_dataset(root, per_class=6, val_per_class=2, broken="cat", seed=0):
     make_imagefolder(root / "train", per_class=per_class, seed=seed, broken=broken)
     make_imagefolder(root / "val", per_class=val_per_class, seed=seed + 1)
     return root
+
+
+def weights(run_dir):
+    """The final weights of a ``kanzoo train`` run folder."""
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(run_dir) / "model.safetensors"))
+
+
+def records(run_dir, kind=None):
+    """The run's ``log.jsonl`` records (only those of ``kind``: "epoch", "selection", ... when given)."""
+    recs = [json.loads(line) for line in (Path(run_dir) / "log.jsonl").read_text().splitlines()]
+    return [r for r in recs if kind is None or r["kind"] == kind]
