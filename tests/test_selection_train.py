@@ -28,9 +28,6 @@ PHASES = ["--epochs", "4", "--select-epoch", "1", "--prune-epoch", "2"]
 _single_thread = pytest.fixture(scope="module", autouse=True)(single_thread)
 
 
-
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return make_dataset(tmp_path_factory.mktemp("sel") / "data")
