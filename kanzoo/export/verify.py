@@ -17,15 +17,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..errors import ExportError, ExportVerificationError
+
 __all__ = ["ExportError", "ExportVerificationError", "ExportReport", "Comparison", "verify_with_fallback"]
 
 
-class ExportError(RuntimeError):
-    """An export that could not be produced (the exporter failed, or the model cannot be exported as is)."""
-
-
-class ExportVerificationError(ExportError):
-    """An exported artifact that disagrees with PyTorch eager; nothing was written."""
 
 
 @dataclasses.dataclass

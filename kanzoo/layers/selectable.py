@@ -33,6 +33,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from ..errors import NotPrunedError
 from ._utils import IntOrTuple, check_probability, fixed_ndim, init_conv_geometry
 from .bases import get_basis_class
 from .conv import KANConvNd, check_input
@@ -52,10 +53,6 @@ DEFAULT_POOL: Tuple[str, ...] = ("bspline", "chebyshev", "gram", "rbf", "wavelet
 
 PoolType = Union[Sequence[Union[str, Tuple[str, Mapping[str, Any]]]], Mapping[str, Mapping[str, Any]]]
 ALPHA_MODES = ("softmax", "raw")
-
-
-class NotPrunedError(RuntimeError):
-    """An operation that needs a pruned model (export) met a selectable layer that was not pruned."""
 
 
 def parse_pool(pool: Optional[PoolType]) -> List[Tuple[str, str, Dict[str, Any]]]:

@@ -9,12 +9,10 @@ import timm
 from timm.models import get_pretrained_cfg, is_model, split_model_name_tag
 from timm.models._registry import _model_has_pretrained, _model_to_module, get_arch_pretrained_cfgs
 
+from ..errors import UnknownModelError
+
 #: python modules whose registered models are kanzoo's
 _KANZOO_MODULE_PREFIX = "kanzoo.models."
-
-
-class UnknownModelError(RuntimeError, ValueError):
-    """An unknown model name or tag. A RuntimeError like timm's, and a ValueError for kanzoo's callers."""
 
 
 def _is_kanzoo(name: str) -> bool:
