@@ -11,7 +11,7 @@ from torch import nn
 
 import kanzoo
 from kanzoo.cli import main
-from kanzoo.models._stats import count_macs
+from kanzoo.profile import count_macs
 from kanzoo.layers import KANConvNd
 from cli_run import run
 

@@ -81,15 +81,6 @@ def test_inputs_and_errors():
         P.count(model, (3,), convention="pykan")
 
 
-def test_count_macs_still_served_by_stats():
-    from kanzoo.models import _stats
-    assert _stats.count_macs is P.count_macs
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1))
-    macs, per_op = P.count_macs(model.to("meta"), (3, 5, 5))
-    assert macs == 4 * 3 * 9 * 25 and per_op == {"convolution": 2 * macs}
-
-
-# ------------------------------------------------------------------------------------ KANbeFair formulas
 def test_kanbefair_layer_formulas_by_hand():
     # G=5, K=3: 9·3·(5+4.5) + 2·5 - 2.5·3 + 1 = 256.5 + 10 - 7.5 + 1 = 260 per edge
     # d_in=4, d_out=3: 12·260 = 3120, + silu shortcut 5·4 + 2·4·3 = 44  -> 3164
@@ -149,6 +140,12 @@ def test_kanbefair_conv_extrapolation():
     # per output position: d_in = 2·9 = 18, d_out = 4: 72·260 + 5·18 + 2·72 = 18954; 25 positions
     assert prof.flops == 25 * 18954
     assert prof.params == 72 * 11 + 4
+
+
+def test_count_macs_of_a_plain_conv():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1))
+    macs, per_op = P.count_macs(model.to("meta"), (3, 5, 5))
+    assert macs == 4 * 3 * 9 * 25 and per_op == {"convolution": 2 * macs}
 
 
 # ------------------------------------------------------------------------------------- kanzoo formulas

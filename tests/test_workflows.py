@@ -377,7 +377,7 @@ def test_benchmark_prints_params_macs_latency_throughput(capsys):
     assert rc == 0, err
     rows = dict(re.findall(r"^(\w+) +(.*)$", out, re.M))
     model = kanzoo.create_model(NAME, width_scale=0.25)
-    from kanzoo.models._stats import count_macs
+    from kanzoo.profile import count_macs
     assert rows["parameters"].startswith(f"{sum(p.numel() for p in model.parameters()):,} ")
     gmacs = count_macs(kanzoo.create_model(NAME, width_scale=0.25, device="meta"), (3, 16, 16))[0] / 1e9
     assert rows["GMACs"].startswith(f"{gmacs:.3f} per image at 3x16x16")

@@ -95,7 +95,7 @@ def _metric_type(key: str, task: str) -> str:
 
 
 def _describe(model: nn.Module, name: str) -> Dict[str, Any]:
-    from ..models._stats import count_macs
+    from ..profile import count_macs
 
     cfg = model.pretrained_cfg
     params = sum(p.numel() for p in model.parameters())

@@ -1,7 +1,7 @@
 """Shared pieces of kanzoo's classification models: the timm model API, configs, the builder and stem
 adaptation."""
 import dataclasses
-from typing import Any, Dict, List, Optional, Type
+from typing import Any, Dict, Optional, Type
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -10,19 +10,12 @@ from timm.models import PretrainedCfg, build_model_with_cfg, generate_default_cf
 from timm.models._builder import resolve_pretrained_cfg
 from torch import nn
 
-#: the KAN basis behind each name tag used in model names (``vgg_kagn11``: Gram basis)
-BASIS_TAGS = {
-    "kagn": "gram",
-    "kaln": "legendre",
-    "kacn": "chebyshev",
-    "kajn": "jacobi",
-    "kabn": "bernstein",
-    "kan": "bspline",
-    "fastkan": "rbf",
-    "wavkan": "wavelet",
-    "relukan": "relu",
-}
-POLYNOMIAL_BASES = ("gram", "legendre", "chebyshev", "jacobi", "bernstein")
+from ..layers.bases import basis_tags, polynomial_bases
+
+#: the KAN basis behind each name tag used in model names (``vgg_kagn11``: Gram basis), from the bases' own
+#: ``model_tag`` declarations
+BASIS_TAGS: Dict[str, str] = basis_tags()
+POLYNOMIAL_BASES = tuple(polynomial_bases())
 
 PAPER_TCK = "arXiv:2407.01092"
 
@@ -206,10 +199,6 @@ def adapt_kan_stem(state_dict: Dict[str, torch.Tensor], key_prefix: str, in_chan
             w = w.repeat([1, reps] + [1] * (w.dim() - 2))[:, :in_chans]
             w = w * (c / float(in_chans))
         state_dict[key] = w
-
-
-def feature_levels(feature_info: List[Dict[str, Any]]) -> List[int]:
-    return list(range(len(feature_info)))
 
 
 def register_variants(module_globals: Dict[str, Any], variants: Dict[str, Dict[str, Any]], create_fn,

@@ -7,7 +7,7 @@ from typing import Any, List, Optional, Union
 
 import timm
 from timm.models import get_pretrained_cfg, is_model, split_model_name_tag
-from timm.models._registry import _model_has_pretrained, _model_to_module, get_arch_pretrained_cfgs
+from timm.models._registry import _model_to_module, get_arch_pretrained_cfgs
 
 from ..errors import UnknownModelError
 
@@ -106,6 +106,3 @@ def _create_from_hub(model_name: str, pretrained: bool, **kwargs: Any):
 def model_module(name: str) -> Optional[str]:
     return _model_to_module.get(split_model_name_tag(name)[0])
 
-
-def has_pretrained(name: str) -> bool:
-    return split_model_name_tag(name)[0] in _model_has_pretrained

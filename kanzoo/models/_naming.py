@@ -20,7 +20,7 @@ bottleneck KAN conv, ``_moe`` the mixture-of-experts variant, ``_v{n}`` a revisi
 (torch-conv-kan's ``VGG..._v2``/``_v4``). Pretrained weights are tags: ``name.{recipe}_{dataset}``.
 """
 import re
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 from ._base import BASIS_TAGS
 
@@ -81,7 +81,3 @@ def parse_model_name(name: str) -> Optional[Dict[str, str]]:
             return dict(scheme=scheme, basis=basis, **parts)
     return None
 
-
-def scheme_lines() -> List[str]:
-    """The readable patterns, one per scheme (for docs and error messages)."""
-    return [readable for readable, _ in SCHEME.values()]

@@ -124,7 +124,7 @@ def run_demo(epochs: Optional[int] = None, adapt_epochs: Optional[int] = None, f
 
         # 2. model
         t0 = time.perf_counter()
-        from ..models._stats import count_macs
+        from ..profile import count_macs
         probe = load_model(MODEL, model_kwargs=dict(MODEL_KWARGS, num_classes=len(TASK_A))).model
         params = sum(p.numel() for p in probe.parameters())
         macs = count_macs(load_model(MODEL, model_kwargs=dict(MODEL_KWARGS, num_classes=5), device="meta").model,

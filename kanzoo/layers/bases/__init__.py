@@ -1,9 +1,14 @@
-"""KAN bases: one module per family of univariate functions. See :class:`Basis` for the interface."""
+"""KAN bases: one module per family of univariate functions. See :class:`Basis` for the interface.
+
+Each basis module declares its own facts on its class (name, model tag, FLOPs, adapter rules, upstream names);
+importing it registers the class. Adding a basis is one new module here, imported below.
+"""
 from __future__ import annotations
 
-from typing import Callable, Dict, Type, Union
+from typing import Callable, Type, Union
 
-from .base import Basis
+from .base import (ACT_FLOPS, Basis, CompilableValues, act_flops, basis_classes, basis_tags, list_bases,
+                   polynomial_bases, register_basis)
 from .bernstein import BernsteinBasis
 from .bspline import BSplineBasis
 from .kernels import get_basis_kernel, set_basis_kernel
@@ -16,19 +21,6 @@ from .relu import ReLUBasis
 from .rswaf import RSWAFBasis
 from .wavelet import WaveletBasis, wavelet
 
-_BASES: Dict[str, Type[Basis]] = {
-    "gram": GramBasis,
-    "legendre": LegendreBasis,
-    "chebyshev": ChebyshevBasis,
-    "jacobi": JacobiBasis,
-    "bernstein": BernsteinBasis,
-    "bspline": BSplineBasis,
-    "rbf": RBFBasis,
-    "relu": ReLUBasis,
-    "rswaf": RSWAFBasis,
-    "wavelet": WaveletBasis,
-}
-
 BasisType = Union[str, Type[Basis], Callable[..., Basis]]
 
 
@@ -38,7 +30,6 @@ def compile_bases(model, enabled: bool = True) -> int:
     Returns how many bases were switched. Off by default: the first call per input shape compiles, and
     it needs a working compiler (a C++ toolchain on CPU). See :class:`~kanzoo.layers.bases.base.CompilableValues`.
     """
-    from .base import CompilableValues
     n = 0
     for m in model.modules():
         if isinstance(m, CompilableValues):
@@ -47,21 +38,13 @@ def compile_bases(model, enabled: bool = True) -> int:
     return n
 
 
-def register_basis(name: str, cls: Type[Basis]) -> None:
-    """Makes ``cls`` available to every KAN layer as ``basis=name``."""
-    _BASES[name] = cls
-
-
-def list_bases():
-    return sorted(_BASES)
-
-
 def get_basis_class(basis: BasisType):
     if isinstance(basis, str):
+        bases = basis_classes()
         key = basis.lower()
-        if key not in _BASES:
-            raise ValueError(f"unknown basis {basis!r}; choose one of {sorted(_BASES)} or pass a Basis class")
-        return _BASES[key]
+        if key not in bases:
+            raise ValueError(f"unknown basis {basis!r}; choose one of {sorted(bases)} or pass a Basis class")
+        return bases[key]
     if callable(basis):
         return basis
     raise TypeError(f"basis must be a name or a Basis class, got {type(basis).__name__}")
@@ -82,6 +65,8 @@ def create_basis(basis: BasisType, num_channels: int, device=None, dtype=None, g
 
 
 __all__ = [
-    "Basis", "BernsteinBasis", "BSplineBasis", "ChebyshevBasis", "GramBasis", "JacobiBasis", "LegendreBasis",
-    "RBFBasis", "ReLUBasis", "RSWAFBasis", "WaveletBasis", "wavelet", "compile_bases", "create_basis", "get_basis_kernel", "set_basis_kernel", "get_basis_class", "list_bases", "register_basis",
+    "ACT_FLOPS", "Basis", "BernsteinBasis", "BSplineBasis", "ChebyshevBasis", "GramBasis", "JacobiBasis",
+    "LegendreBasis", "RBFBasis", "ReLUBasis", "RSWAFBasis", "WaveletBasis", "act_flops", "basis_classes",
+    "basis_tags", "compile_bases", "create_basis", "get_basis_class", "get_basis_kernel", "list_bases",
+    "polynomial_bases", "register_basis", "set_basis_kernel", "wavelet",
 ]

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from . import kernels as KK
-from .base import Basis, CompilableValues, cat_basis
+from .base import Basis, CompilableValues, cat_basis, check_count
 
 #: how the knots t_0..t_{G+2K} are computed: ``'linspace'`` (torch.linspace over the extended range, torch-conv-kan)
 #: or ``'arange'`` (float32 (j - K)·h + lo, efficient-kan and pykan, hence U-KAN)
@@ -132,6 +132,10 @@ class BSplineBasis(Basis, CompilableValues):
             (``KANZOO_BASIS_KERNEL``).
     """
 
+    name = "bspline"
+    model_tag = "kan"
+    adaptable = True
+    upstream_names = {"conv": "KANConv", "linear": "KAN-linear"}
     default_base_act = "gelu"
     default_act = "prelu"
 
@@ -156,6 +160,19 @@ class BSplineBasis(Basis, CompilableValues):
         self.local = bool(local)
         knots = uniform_knots(grid_size, spline_order, self.grid_range, device=device, rule=knot_rule)
         self.register_buffer("grid", knots.to(dtype) if dtype is not None else knots)
+
+    @classmethod
+    def flops(cls, grid_size: int = 5, spline_order: int = 3, **_: object) -> int:
+        r"""Cox-de Boor on G intervals, order K: :math:`3(G+2K) + 7\sum_{k=1}^{K}(G+2K-k)`.
+
+        Order 0 tests the G+2K knot intervals (2 comparisons and an AND each); level k forms G+2K-k functions
+        of 7 operations (2 subtractions, 2 divisions, 2 multiplications, 1 addition).
+        """
+        G, K = check_count("grid_size", grid_size, 1), check_count("spline_order", spline_order, 0)
+        return 3 * (G + 2 * K) + 7 * (K * (G + 2 * K) - K * (K + 1) // 2)
+
+    def flops_per_scalar(self) -> int:
+        return self.flops(self.grid_size, self.spline_order)
 
     def _levels(self, x: torch.Tensor, order: int) -> torch.Tensor:
         """B_{j,order}(x) for every j, shape (N, C, G+2K-order, ...)."""

@@ -22,6 +22,11 @@ class ChebyshevBasis(ThreeTermBasis):
     KACN layers have no base branch, no activation and a norm after the convolution.
     """
 
+    name = "chebyshev"
+    model_tag = "kacn"
+    polynomial = True
+    adaptable = True
+    upstream_names = {"conv": "KACN", "linear": "KACN-linear"}
     default_base_act = "identity"
     default_act = "identity"
     default_use_base = False
@@ -42,3 +47,14 @@ class ChebyshevBasis(ThreeTermBasis):
 
     def extra_repr(self) -> str:
         return f"degree={self.degree}"
+
+    @classmethod
+    def flops(cls, degree: int = 3, **_: object) -> int:
+        r"""tanh (6), then :math:`T_{i} = 2t\,T_{i-1} - T_{i-2}` (3 each): :math:`6 + 3\max(D-1, 0)`."""
+        return 6 + 3 * max(check_degree(degree) - 1, 0)
+
+    def flops_per_scalar(self) -> int:
+        return self.flops(self.degree)
+
+    def raised(self, extra: int) -> "ChebyshevBasis":
+        return ChebyshevBasis(self.degree + extra)

@@ -2,13 +2,14 @@
 Studies" (Drokin, arXiv 2407.01092)."""
 from __future__ import annotations
 
-from typing import List, Tuple
+import copy
+from typing import List, Optional, Tuple
 
 import torch
 from torch import nn
 
 from ..create import LayerType, get_act_layer
-from .base import check_degree
+from .base import Basis, act_flops, check_degree
 from .recurrence import ThreeTermBasis
 
 
@@ -43,6 +44,13 @@ class GramBasis(ThreeTermBasis):
         beta_weights: (D+1,) recurrence weights, initialised N(0, 1/(fan_in·(D+1))²).
     """
 
+    name = "gram"
+    model_tag = "kagn"
+    polynomial = True
+    adaptable = True
+    shape_param = "beta_weights"
+    upstream_names = {"conv": "KAGN", "bottleneck": "BottleNeckKAGN", "linear": "KAGN-linear"}
+
     def __init__(
         self,
         degree: int = 3,
@@ -71,6 +79,27 @@ class GramBasis(ThreeTermBasis):
         beta = self.beta_weights.to(t.dtype)
         c = coef * torch.cat([beta[:1] * 0.0, beta[:-1]])  # c_i = coef_i · β_{i-1}
         return self.a, self.b, c
+
+    @classmethod
+    def flops(cls, degree: int = 3, act_layer: LayerType = "silu", **_: object) -> int:
+        r"""tanh (6), :math:`P_i = t P_{i-1} - c_i\beta_{i-1} P_{i-2}` (3 each), the activation on
+        :math:`P_1..P_D` (σ(P_0) is a constant): :math:`6 + 3\max(D-1,0) + F_{act} D`."""
+        d = check_degree(degree)
+        return 6 + 3 * max(d - 1, 0) + act_flops(act_layer) * d
+
+    def flops_per_scalar(self) -> int:
+        return self.flops(self.degree, self.act)
+
+    def raised(self, extra: int) -> "GramBasis":
+        beta = self.beta_weights
+        new = GramBasis(self.degree + extra, device=beta.device, dtype=beta.dtype)
+        new.act = copy.deepcopy(self.act)
+        return new
+
+    @classmethod
+    def shape_param_index(cls, degree: int) -> Optional[int]:
+        # P_d = t·P_{d-1} - c_d·β_{d-1}·P_{d-2} for d >= 2; P_0 and P_1 have no β
+        return degree - 1 if degree >= 2 else None
 
     def extra_repr(self) -> str:
         return f"degree={self.degree}"

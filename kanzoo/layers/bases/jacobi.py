@@ -6,7 +6,7 @@ from typing import List, Tuple
 import torch
 
 from .base import check_degree
-from .recurrence import ThreeTermBasis
+from .recurrence import ThreeTermBasis, recurrence_flops
 
 
 def jacobi_coefficients(degree: int, a: float, b: float) -> List[Tuple[float, float, float]]:
@@ -35,6 +35,11 @@ class JacobiBasis(ThreeTermBasis):
     :math:`C_i = \frac{(i+a-1)(i+b-1)(2i+a+b)}{i(i+a+b)(2i+a+b-2)}`. a = b = 1 by default.
     """
 
+    name = "jacobi"
+    model_tag = "kajn"
+    polynomial = True
+    adaptable = True
+    upstream_names = {"conv": "KAJN", "linear": "KAJN-linear"}
     default_base_act = "identity"
 
     def __init__(self, degree: int = 3, a: float = 1.0, b: float = 1.0, device=None, dtype=None):
@@ -58,3 +63,15 @@ class JacobiBasis(ThreeTermBasis):
 
     def extra_repr(self) -> str:
         return f"degree={self.degree}, a={self.a}, b={self.b}"
+
+    @classmethod
+    def flops(cls, degree: int = 3, a: float = 1.0, b: float = 1.0, **_: object) -> int:
+        """tanh (6) plus the three-term recurrence (4 per degree >= 2 when a = b, 5 otherwise; P_1 costs 1-2)."""
+        return cls(check_degree(degree), a, b).flops_per_scalar()
+
+    def flops_per_scalar(self) -> int:
+        d = self.degree
+        return 6 + recurrence_flops(self.ra[: d + 1], self.rb[: d + 1], self.c)
+
+    def raised(self, extra: int) -> "JacobiBasis":
+        return JacobiBasis(self.degree + extra, a=self.a, b=self.b)

@@ -28,6 +28,11 @@ class LegendreBasis(ThreeTermBasis):
         eps: floor of max - min, so a constant input gives x̂ = -1 instead of NaN.
     """
 
+    name = "legendre"
+    model_tag = "kaln"
+    polynomial = True
+    adaptable = True
+    upstream_names = {"conv": "KALN", "linear": "KALN-linear"}
     default_base_act = "identity"
     needs_groups = True
 
@@ -67,3 +72,15 @@ class LegendreBasis(ThreeTermBasis):
 
     def extra_repr(self) -> str:
         return f"degree={self.degree}, minmax={self.minmax!r}"
+
+    @classmethod
+    def flops(cls, degree: int = 3, **_: object) -> int:
+        r"""Min/max rescale (2 comparisons + a multiply-add = 4), then
+        :math:`P_i = \frac{2i-1}{i}\hat x P_{i-1} - \frac{i-1}{i} P_{i-2}` (4 each): :math:`4 + 4\max(D-1, 0)`."""
+        return 4 + 4 * max(check_degree(degree) - 1, 0)
+
+    def flops_per_scalar(self) -> int:
+        return self.flops(self.degree)
+
+    def raised(self, extra: int) -> "LegendreBasis":
+        return LegendreBasis(self.degree + extra, groups=self.groups, minmax=self.minmax, eps=self.eps)

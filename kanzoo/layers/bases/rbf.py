@@ -6,6 +6,7 @@ from typing import Sequence
 
 import torch
 
+from .base import check_count
 from .elementwise import ClosedFormBasis
 
 
@@ -19,6 +20,10 @@ class RBFBasis(ClosedFormBasis):
     (``basis_norm``), add a SiLU base branch, and have no output norm or activation.
     """
 
+    name = "rbf"
+    model_tag = "fastkan"
+    adaptable = True
+    upstream_names = {"conv": "FastKAN", "linear": "FastKAN-linear"}
     default_base_act = "silu"
     default_act = "identity"
     default_norm = None
@@ -50,3 +55,11 @@ class RBFBasis(ClosedFormBasis):
 
     def extra_repr(self) -> str:
         return f"grid_size={self.grid_size}, grid_range={self.grid_range}"
+
+    @classmethod
+    def flops(cls, grid_size: int = 8, **_: object) -> int:
+        r""":math:`\exp(-((x-\mu_j)/h)^2)` for G centres (subtract, scale, square, negate, exp): :math:`5G`."""
+        return 5 * check_count("grid_size", grid_size, 1)
+
+    def flops_per_scalar(self) -> int:
+        return self.flops(self.grid_size)

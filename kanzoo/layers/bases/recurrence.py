@@ -91,6 +91,20 @@ class _ThreeTermFunction(torch.autograd.Function):
         return grad_t, grad_c, grad_prefix, None, None, None
 
 
+def recurrence_flops(a: List[float], b: List[float], c: List[float], learnable_c: bool = False) -> int:
+    """FLOPs of P_1 = a_1 t + b_1 and P_i = (a_i t + b_i) P_{i-1} - c_i P_{i-2} for i = 2..D, per scalar
+    (multiplying by 1 and adding 0 are free; a learnable c_i is never taken as 0 or 1)."""
+    degree = len(a) - 1
+    flops = 0
+    if degree >= 1:
+        flops += (a[1] != 1.0) + (b[1] != 0.0)
+    for i in range(2, degree + 1):
+        flops += (a[i] != 1.0) + (b[i] != 0.0) + 1          # (a t + b) × P_{i-1}
+        if learnable_c or c[i] != 0.0:
+            flops += (learnable_c or c[i] != 1.0) + 1       # c × P_{i-2}, subtract
+    return int(flops)
+
+
 class ThreeTermBasis(Basis):
     """Base class of the recurrence bases. Subclasses implement ``squash`` (x -> t), ``recurrence``
     (the a_i, b_i lists and the c_i tensor, index i = 0..degree) and set ``degree`` and ``act_name``."""

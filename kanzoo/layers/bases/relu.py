@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .base import Basis, cat_basis
+from .base import Basis, cat_basis, check_count
 
 
 class ReLUBasis(Basis):
@@ -25,6 +25,9 @@ class ReLUBasis(Basis):
         train_phases: learn ``phase_low``/``phase_high`` (shape (C, g+k)).
     """
 
+    name = "relu"
+    model_tag = "relukan"
+    upstream_names = {"conv": "ReLUKAN", "bottleneck": "BottleNeckReLUKAN", "linear": "ReLUKAN-linear"}
     needs_channels = True
 
     def __init__(self, num_channels: int, g: int = 5, k: int = 3, train_phases: bool = True,
@@ -53,3 +56,11 @@ class ReLUBasis(Basis):
 
     def extra_repr(self) -> str:
         return f"num_channels={self.phase_low.shape[0]}, g={self.g}, k={self.k}"
+
+    @classmethod
+    def flops(cls, g: int = 5, k: int = 3, **_: object) -> int:
+        r""":math:`(r\,\mathrm{ReLU}(x-l_j)\,\mathrm{ReLU}(h_j-x))^2` for g+k bumps (7 each): :math:`7(g+k)`."""
+        return 7 * (check_count("g", g, 1) + check_count("k", k, 1))
+
+    def flops_per_scalar(self) -> int:
+        return self.flops(self.g, self.k)

@@ -23,7 +23,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 
 from . import kernels as K
-from .base import cat_basis
+from .base import cat_basis, check_count
 from .elementwise import ClosedFormBasis
 
 
@@ -108,6 +108,7 @@ class RSWAFBasis(ClosedFormBasis):
     compiled kernel (module docstring; ``KANZOO_BASIS_KERNEL``).
     """
 
+    name = "rswaf"
     default_base_act = "silu"
     default_use_base = False
     default_act = "identity"
@@ -233,3 +234,11 @@ class RSWAFBasis(ClosedFormBasis):
 
     def extra_repr(self) -> str:
         return f"grid_size={self.grid_size}, grid_range={self.grid_range}, denominator={self.denominator}"
+
+    @classmethod
+    def flops(cls, grid_size: int = 8, **_: object) -> int:
+        r""":math:`1 - \tanh^2((x-g_j)\,r)` for G centres (subtract, scale, tanh 6, square, subtract): :math:`10G`."""
+        return 10 * check_count("grid_size", grid_size, 1)
+
+    def flops_per_scalar(self) -> int:
+        return self.flops(self.grid_size)

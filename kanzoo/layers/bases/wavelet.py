@@ -8,9 +8,11 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .base import Basis, cat_basis
+from .base import Basis, cat_basis, check_count
 
 WAVELETS = ("mexican_hat", "morlet", "dog", "meyer", "shannon")
+#: FLOPs of the mother wavelet ψ(u) at one point (see :func:`wavelet`)
+WAVELET_FLOPS = {"mexican_hat": 6, "morlet": 6, "dog": 5, "meyer": 22, "shannon": 3}
 _MEXICAN_HAT_C = 2.0 / (math.sqrt(3.0) * math.pi ** 0.25)
 
 
@@ -65,6 +67,9 @@ class WaveletBasis(Basis):
     (:class:`kanzoo.layers.WaveletKANConvNd`).
     """
 
+    name = "wavelet"
+    model_tag = "wavkan"
+    upstream_names = {"conv": "WavKAN", "linear": "WavKAN-linear"}
     needs_channels = True
     default_base_act = "silu"
     default_act = "identity"
@@ -97,3 +102,12 @@ class WaveletBasis(Basis):
 
     def extra_repr(self) -> str:
         return f"num_channels={self.scale.shape[0]}, num_wavelets={self.num_basis}, wavelet_type={self.wavelet_type!r}"
+
+    @classmethod
+    def flops(cls, num_wavelets: int = 4, wavelet_type: str = "mexican_hat", **_: object) -> int:
+        r""":math:`\psi((x-\tau_j)/s_j)` for n wavelets: :math:`n(2 + F_\psi)`, with :math:`F_\psi` from
+        :data:`WAVELET_FLOPS` (mexican hat 6: u², -1, ×C, ×-½, exp, ×)."""
+        return check_count("num_wavelets", num_wavelets, 1) * (2 + WAVELET_FLOPS[check_wavelet(wavelet_type)])
+
+    def flops_per_scalar(self) -> int:
+        return self.flops(self.num_basis, self.wavelet_type)
