@@ -26,7 +26,8 @@ Two implementations of one formula:
   same gradients, because |t| is written ``where(t < 0, -t, t)`` (derivative +1 at 0).
 
 The switch: ``GroupRational(kernel=...)`` per layer, :func:`set_rational_kernel` or the environment variable
-``KANZOO_RATIONAL_KERNEL`` process-wide, each one of
+``KANZOO_RATIONAL_KERNEL`` process-wide (a :class:`~kanzoo.layers.bases.kernels.KernelSwitch`, the mechanism of
+the compiled bases, with its own setting and fallback), each one of
 
 * ``"auto"`` (default): the compiled kernel where a compiler works, for inputs of at least
   ``MIN_COMPILED_NUMEL`` (65,536) elements (smaller ones run eagerly: compiling costs seconds, and a few
@@ -45,14 +46,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from .bases.kernels import compile_failed, kernel_setting, set_kernel_setting
+from .bases.kernels import KernelSwitch, compiled, eager_context
+from .bases.kernels import MIN_COMPILED_NUMEL  # noqa: F401  ("auto" compiles from this size; importable here too)
 
 __all__ = ["GroupRational", "GRKANMlp", "group_rational", "fused_group_rational", "rational_init_modes",
            "rational_init", "set_rational_kernel", "get_rational_kernel"]
 
 KERNELS = ("auto", "compiled", "eager", "formula")
-_ENV = "KANZOO_RATIONAL_KERNEL"
-_state: Dict[str, object] = {"default": None, "compile_failed": None}
+RATIONAL_KERNEL = KernelSwitch("KANZOO_RATIONAL_KERNEL", KERNELS, "kanzoo GroupRational", "kernel")
+_state = RATIONAL_KERNEL.state
 
 
 # ------------------------------------------------------------------------------------------------ init data
@@ -89,12 +91,12 @@ def rational_init(mode: str, order: Tuple[int, int] = (5, 4)) -> Tuple[List[floa
 def set_rational_kernel(kernel: Optional[str]) -> None:
     """Sets the process-wide default kernel of layers built with ``kernel=None`` ("auto", "compiled", "eager",
     "formula"; None: back to ``$KANZOO_RATIONAL_KERNEL`` or "auto")."""
-    set_kernel_setting(_state, kernel, KERNELS)
+    RATIONAL_KERNEL.set(kernel)
 
 
 def get_rational_kernel() -> str:
     """The process-wide default kernel (see :func:`set_rational_kernel`)."""
-    return kernel_setting(_state, _ENV, KERNELS)
+    return RATIONAL_KERNEL.get()
 
 
 # ------------------------------------------------------------------------------------------------ formula path
@@ -227,41 +229,21 @@ def _backward_kernel(x: torch.Tensor, gy: torch.Tensor, a: torch.Tensor, b: torc
     return gx, grad_a, grad_b
 
 
-def _compiled(name: str):
-    fn = _COMPILED.get(name)
-    if fn is None:
-        target = {"fwd": _forward_kernel, "bwd": _backward_kernel}[name]
-        fn = torch.compile(target, fullgraph=True, dynamic=True)
-        _COMPILED[name] = fn
-    return fn
+_KERNEL_FNS = {"fwd": _forward_kernel, "bwd": _backward_kernel}
 
 
-_COMPILED: Dict[str, object] = {}
-
-
-#: "auto" runs smaller inputs eagerly: compiling costs seconds and gains nothing on a few thousand elements
-MIN_COMPILED_NUMEL = 1 << 16
-
-
-def _resolve(kernel: str, numel: int) -> str:
-    """'compiled' or 'eager' for a layer's kernel setting and input size, after any compiler failure."""
-    if kernel == "auto":
-        return "eager" if _state["compile_failed"] or numel < MIN_COMPILED_NUMEL else "compiled"
-    return kernel
+def _compiled(kind: str):
+    """The compiled kernel ``kind`` ("fwd" or "bwd")."""
+    return compiled(_KERNEL_FNS[kind])
 
 
 def _run(kind: str, requested: str, *args):
-    """Runs kernel ``kind`` compiled (falling back to eager once, with a warning, when ``requested`` is auto)."""
-    eager = {"fwd": _forward_kernel, "bwd": _backward_kernel}[kind]
-    if _resolve(requested, args[0].numel()) == "eager":
+    """Runs kernel ``kind`` as the switch resolves ``requested`` for the input ``args[0]`` (compiled, falling back
+    to eager once, with a warning, when ``requested`` is "auto")."""
+    eager = _KERNEL_FNS[kind]
+    if RATIONAL_KERNEL.resolve(requested, args[0].numel()) == "eager":
         return eager(*args)
-    try:
-        return _compiled(kind)(*args)
-    except Exception as e:  # noqa: BLE001  (no compiler, unsupported backend, ...)
-        if requested != "auto":
-            raise
-        compile_failed(_state, e, "kanzoo GroupRational", "kernel", _ENV, stacklevel=4)
-        return eager(*args)
+    return RATIONAL_KERNEL.call(lambda *a: _compiled(kind)(*a), eager, requested, *args)
 
 
 class _GroupRationalFunction(torch.autograd.Function):
@@ -292,19 +274,6 @@ def _autocast_enabled(device_type: str) -> bool:
         return torch.is_autocast_enabled(device_type)
     except TypeError:  # torch < 2.4
         return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
-
-
-def _formula_only(x: torch.Tensor) -> bool:
-    """True where the fused kernel must not run: tracing, export, an outer compile, meta tensors, dispatch modes."""
-    if torch.jit.is_tracing() or torch.compiler.is_compiling() or x.device.type == "meta":
-        return True
-    try:
-        if torch.onnx.is_in_onnx_export():
-            return True
-    except AttributeError:
-        pass
-    return torch._C._len_torch_dispatch_stack() > 0 or type(x) is not torch.Tensor and not isinstance(
-        x, nn.Parameter)
 
 
 def fused_group_rational(x: torch.Tensor, weight_numerator: torch.Tensor, weight_denominator: torch.Tensor,
@@ -364,8 +333,7 @@ class GroupRational(nn.Module):
         order = tuple(order)
         if len(order) != 2 or any(isinstance(o, bool) or not isinstance(o, int) or o < 1 for o in order):
             raise ValueError(f"order must be two ints (m, n) >= 1, got {order!r}")
-        if kernel is not None and kernel not in KERNELS:
-            raise ValueError(f"kernel must be one of {KERNELS} or None, got {kernel!r}")
+        RATIONAL_KERNEL.check(kernel)
         rational_init(mode, order)  # validates mode and order
         self.num_groups = num_groups
         self.mode = mode
@@ -399,7 +367,7 @@ class GroupRational(nn.Module):
 
     @torch.jit.unused
     def _formula_only(self, x: torch.Tensor) -> bool:
-        return _formula_only(x) or (self.kernel or get_rational_kernel()) == "formula"
+        return eager_context(x) or (self.kernel or get_rational_kernel()) == "formula"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.jit.is_scripting() or self._formula_only(x):

@@ -1,22 +1,24 @@
-"""Compiled basis kernels: the switch and the fallback shared by the RSWAF basis (MLP-KAN's FasterKAN experts)
-and the local B-spline basis (U-KAN's KAN layers).
+"""Compiled kernels: the switch and the fallback shared by the compiled bases (the RSWAF basis of MLP-KAN's
+FasterKAN experts, the local B-spline basis of U-KAN's KAN layers) and KAT's group-rational activation
+(:mod:`kanzoo.layers.rational`).
 
-Each kernel is a plain function of torch ops (one elementwise pass for the values, one for the backward)
+Each basis kernel is a plain function of torch ops (one elementwise pass for the values, one for the backward)
 run through ``torch.compile(fullgraph=True, dynamic=True)``: inductor emits one fused loop, C++ on CPU and
 Triton on GPU. The bases wrap them in a custom autograd function that saves only the basis input.
 
-The switch: :func:`set_basis_kernel` or the environment variable ``KANZOO_BASIS_KERNEL``, process-wide, each
-one of
+A :class:`KernelSwitch` is one process-wide choice read from its environment variable unless set in code:
+``KANZOO_BASIS_KERNEL`` (:func:`set_basis_kernel`) for the bases, ``KANZOO_RATIONAL_KERNEL``
+(:func:`~kanzoo.layers.rational.set_rational_kernel`) for the rationals, each one of
 
-* ``"auto"`` (default): compiled for bases of at least ``MIN_COMPILED_NUMEL`` (65,536) values, eager below
+* ``"auto"`` (default): compiled for inputs of at least ``MIN_COMPILED_NUMEL`` (65,536) values, eager below
   (compiling costs seconds; small inputs gain nothing); on the first compiler failure kanzoo warns once and
-  uses the eager basis from then on;
+  that switch runs eagerly from then on;
 * ``"compiled"``: compiled wherever it applies; errors propagate;
-* ``"eager"``: never compile.
+* ``"eager"``: never compile;
 
-TorchScript, tracing, ONNX and ``torch.export``, an outer ``torch.compile``, the meta device, dispatch modes
-(FLOP counting), tensor subclasses and half precision always take the eager formulas (:func:`eager_only`), as
-``KANZOO_RATIONAL_KERNEL`` does for KAT's group-rational activation.
+(the rational switch adds ``"formula"``, see its module). TorchScript, tracing, ONNX and ``torch.export``, an
+outer ``torch.compile``, the meta device, dispatch modes (FLOP counting) and tensor subclasses always take the
+eager formulas (:func:`eager_context`); the bases also do for half precision (:func:`eager_only`).
 """
 from __future__ import annotations
 
@@ -26,50 +28,92 @@ from typing import Callable, Dict, Optional, Sequence
 
 import torch
 
-__all__ = ["set_basis_kernel", "get_basis_kernel", "MIN_COMPILED_NUMEL"]
+__all__ = ["KernelSwitch", "set_basis_kernel", "get_basis_kernel", "MIN_COMPILED_NUMEL"]
 
-KERNELS = ("auto", "compiled", "eager")
-_ENV = "KANZOO_BASIS_KERNEL"
-_state: Dict[str, object] = {"default": None, "compile_failed": None}
-#: "auto" evaluates smaller bases eagerly
+#: "auto" evaluates smaller inputs eagerly
 MIN_COMPILED_NUMEL = 1 << 16
 _COMPILED: Dict[Callable, Callable] = {}
 
 
-def set_kernel_setting(state: Dict[str, object], kernel: Optional[str], choices: Sequence[str]) -> None:
-    """Stores a process-wide kernel choice in ``state["default"]`` after checking it (None clears it)."""
-    if kernel is not None and kernel not in choices:
-        raise ValueError(f"kernel must be one of {tuple(choices)} or None, got {kernel!r}")
-    state["default"] = kernel
+class KernelSwitch:
+    """One process-wide kernel choice and its compiler-failure fallback.
+
+    Args:
+        env: the environment variable read when no choice was set in code.
+        choices: the accepted settings; "auto", "compiled" and "eager" have the meaning of the module docstring.
+        who, what: how the fallback warning names the caller and its eager replacement.
+
+    ``state`` holds ``"default"`` (the choice set in code, or None) and ``"compile_failed"`` (the first compiler
+    error under "auto", or None).
+    """
+
+    def __init__(self, env: str, choices: Sequence[str], who: str, what: str):
+        self.env = env
+        self.choices = tuple(choices)
+        self.who = who
+        self.what = what
+        self.state: Dict[str, Optional[str]] = {"default": None, "compile_failed": None}
+
+    def check(self, kernel: Optional[str]) -> None:
+        """Raises ValueError unless ``kernel`` is one of ``choices`` or None."""
+        if kernel is not None and kernel not in self.choices:
+            raise ValueError(f"kernel must be one of {self.choices} or None, got {kernel!r}")
+
+    def set(self, kernel: Optional[str]) -> None:
+        """Sets the process-wide choice (None: back to ``$env`` or "auto")."""
+        self.check(kernel)
+        self.state["default"] = kernel
+
+    def get(self) -> str:
+        """The process-wide choice: the one set in code, else ``$env``, else "auto"."""
+        if self.state["default"] is not None:
+            return str(self.state["default"])
+        value = os.environ.get(self.env, "auto").strip().lower() or "auto"
+        if value not in self.choices:
+            raise ValueError(f"${self.env}={value!r} is not one of {self.choices}")
+        return value
+
+    def resolve(self, kernel: str, numel: int) -> str:
+        """``kernel`` with "auto" made "compiled" or "eager" for an input of ``numel`` values."""
+        if kernel == "auto":
+            return "eager" if self.state["compile_failed"] or numel < MIN_COMPILED_NUMEL else "compiled"
+        return kernel
+
+    def call(self, fast: Callable, fallback: Callable, requested: str, *args, stacklevel: int = 4):
+        """``fast(*args)``; when ``requested`` is "auto", a failure of it (the compiler's) warns once, returns
+        ``fallback(*args)`` and makes this switch's "auto" eager from then on."""
+        try:
+            return fast(*args)
+        except Exception as e:  # noqa: BLE001  (no compiler, unsupported backend, ...)
+            if requested != "auto":
+                raise
+            msg = str(e).strip()
+            self.state["compile_failed"] = f"{type(e).__name__}: {msg.splitlines()[0] if msg else ''}"
+            warnings.warn(f"{self.who}: torch.compile failed ({self.state['compile_failed']}); using the eager "
+                          f"{self.what} from now on (slower). Set {self.env}=eager to silence this, or install a C++ "
+                          f"compiler (CPU) / triton (GPU) for the fast kernel.", RuntimeWarning, stacklevel=stacklevel)
+            return fallback(*args)
 
 
-def kernel_setting(state: Dict[str, object], env: str, choices: Sequence[str]) -> str:
-    """The process-wide kernel choice: ``state["default"]`` if set, else ``$env``, else "auto"."""
-    if state["default"] is not None:
-        return str(state["default"])
-    value = os.environ.get(env, "auto").strip().lower() or "auto"
-    if value not in choices:
-        raise ValueError(f"${env}={value!r} is not one of {tuple(choices)}")
-    return value
+BASIS_KERNEL = KernelSwitch("KANZOO_BASIS_KERNEL", ("auto", "compiled", "eager"), "kanzoo basis kernel", "basis")
+_state = BASIS_KERNEL.state
 
 
 def set_basis_kernel(kernel: Optional[str]) -> None:
     """Sets the process-wide kernel of the compiled bases ("auto", "compiled", "eager"; None: back to
     ``$KANZOO_BASIS_KERNEL`` or "auto")."""
-    set_kernel_setting(_state, kernel, KERNELS)
+    BASIS_KERNEL.set(kernel)
 
 
 def get_basis_kernel() -> str:
     """The process-wide basis kernel (see :func:`set_basis_kernel`)."""
-    return kernel_setting(_state, _ENV, KERNELS)
+    return BASIS_KERNEL.get()
 
 
-def eager_only(x: torch.Tensor) -> bool:
-    """True where a compiled kernel must not run: tracing, export, an outer compile, meta tensors, dispatch modes,
-    tensor subclasses, dtypes other than float32/float64."""
+def eager_context(x: torch.Tensor) -> bool:
+    """True where no compiled kernel may run on ``x``: tracing, export, an outer compile, meta tensors, dispatch
+    modes, tensor subclasses."""
     if torch.jit.is_tracing() or torch.compiler.is_compiling() or x.device.type == "meta":
-        return True
-    if x.dtype not in (torch.float32, torch.float64):
         return True
     try:
         if torch.onnx.is_in_onnx_export():
@@ -80,12 +124,16 @@ def eager_only(x: torch.Tensor) -> bool:
         x, torch.nn.Parameter)
 
 
+def eager_only(x: torch.Tensor) -> bool:
+    """True where a compiled basis kernel must not run: :func:`eager_context`, or a dtype other than
+    float32/float64."""
+    return x.dtype not in (torch.float32, torch.float64) or eager_context(x)
+
+
 def use_kernel(x: torch.Tensor, numel: int) -> Optional[str]:
-    """The kernel setting to run with ("auto" or "compiled"), or None where the eager basis must run."""
+    """The basis kernel setting to run with ("auto" or "compiled"), or None where the eager basis must run."""
     kernel = get_basis_kernel()
-    if kernel == "eager" or eager_only(x):
-        return None
-    if kernel == "auto" and (_state["compile_failed"] or numel < MIN_COMPILED_NUMEL):
+    if eager_only(x) or BASIS_KERNEL.resolve(kernel, numel) == "eager":
         return None
     return kernel
 
@@ -114,25 +162,9 @@ def compiled(fn: Callable) -> Callable:
 
 def run(fn: Callable, requested: str, *args):
     """``fn(*args)`` compiled, without grad mode (one graph per dtype and rank); when ``requested`` is "auto", a
-    compiler failure warns once, runs ``fn`` eagerly and makes "auto" eager from then on."""
+    compiler failure runs ``fn`` eagerly (:meth:`KernelSwitch.call`)."""
     with torch.no_grad():
-        try:
-            return compiled(fn)(*args)
-        except Exception as e:  # noqa: BLE001  (no compiler, unsupported backend, ...)
-            if requested != "auto":
-                raise
-            compile_failed(_state, e, "kanzoo basis kernel", "basis", _ENV, stacklevel=5)
-            return fn(*args)
-
-
-def compile_failed(state: Dict[str, object], error: Exception, who: str, what: str, env: str,
-                   stacklevel: int) -> None:
-    """Records a compiler failure in ``state`` (so that "auto" stays eager from now on) and warns once."""
-    msg = str(error).strip()
-    state["compile_failed"] = f"{type(error).__name__}: {msg.splitlines()[0] if msg else ''}"
-    warnings.warn(f"{who}: torch.compile failed ({state['compile_failed']}); using the eager {what} from now on "
-                  f"(slower). Set {env}=eager to silence this, or install a C++ compiler (CPU) / triton (GPU) for "
-                  f"the fast kernel.", RuntimeWarning, stacklevel=stacklevel)
+        return BASIS_KERNEL.call(lambda *a: compiled(fn)(*a), fn, requested, *args, stacklevel=6)
 
 
 class BasisKernel:
