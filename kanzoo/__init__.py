@@ -1,5 +1,5 @@
 """kanzoo: Kolmogorov-Arnold networks for computer vision."""
-__version__ = "0.1.0.dev0"
+from ._version import __version__
 
 from . import layers, models
 from .hub import push_to_hub, save_pretrained

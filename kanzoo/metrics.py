@@ -166,7 +166,7 @@ def evaluate_segmentation(model: torch.nn.Module, loader, device=None, threshold
     """IoU and Dice of a segmentation model over ``loader`` (pooled and per image).
 
     ``loader`` yields ``(images, masks)`` or ``(images, masks, ...)`` (further items, such as the paths of
-    :class:`kanzoo.segmentation.SegmentationFolder`, are ignored): images (B, C, H, W) as the model takes them,
+    :class:`kanzoo.workflows.masks.SegmentationFolder`, are ignored): images (B, C, H, W) as the model takes them,
     masks (B, H, W) label maps (binary: 0/1) at the same size. The model runs in eval mode without gradients;
     ``progress`` shows a tqdm bar with the running pooled IoU.
     """

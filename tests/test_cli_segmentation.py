@@ -17,7 +17,7 @@ import kanzoo
 from kanzoo.cli import main
 from kanzoo.compat import mlpkan as mlpkan_compat
 from kanzoo.compat import ukan as ukan_compat
-from kanzoo.segmentation import load_rgb, preprocess
+from kanzoo.workflows.masks import load_rgb, preprocess
 from kanzoo.workflows.segmentation import DEFAULT_MASK_DIR
 from weight_rule import rule_value
 from cli_run import run

@@ -1,4 +1,4 @@
-"""kanzoo.metrics (IoU, Dice/F1, pooled and per image) and kanzoo.segmentation (folder dataset, predicted masks,
+"""kanzoo.metrics (IoU, Dice/F1, pooled and per image) and kanzoo.workflows.masks (folder dataset, predicted masks,
 PNG overlays). Expected values are counted by hand or by an independent numpy computation."""
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from kanzoo.metrics import SegmentationMetrics, evaluate_segmentation, iou_dice_counts, masks_from_logits
-from kanzoo.segmentation import SegmentationFolder, overlay_mask, predict_masks, write_mask_overlay
+from kanzoo.workflows.masks import SegmentationFolder, overlay_mask, predict_masks, write_mask_overlay
 from kanzoo.workflows._common import WorkflowError
 
 
@@ -204,7 +204,7 @@ def test_predict_and_overlay(tmp_path, seg_folder):
 def test_predict_pipeline_for_the_cli(tmp_path, seg_folder):
     """What ``kanzoo predict`` does on a segmentation model: load, preprocess to the cfg size, predict, overlay at
     the image's own size."""
-    from kanzoo.segmentation import load_rgb, preprocess
+    from kanzoo.workflows.masks import load_rgb, preprocess
 
     path = seg_folder / "images" / "case1.png"
     x = preprocess(load_rgb(path), size=(16, 24))

@@ -33,6 +33,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from torch import nn
 
 from ..models._base import model_task
+from .._version import __version__
 
 __all__ = ["FORMAT", "INTERPOLATIONS", "CROP_MODES", "build_metadata", "resolve_data_config", "resolve_labels",
            "model_name", "model_task", "to_onnx_props", "from_onnx_props"]
@@ -128,7 +129,6 @@ def build_metadata(model: nn.Module, input_size: Sequence[int], num_classes: int
                    label_names: Optional[Sequence[str]] = None, data_config: Optional[Mapping[str, Any]] = None,
                    input_name: str = "input", output_name: str = "logits", batch_size: int = 1) -> Dict[str, Any]:
     """The metadata dict of the module docstring."""
-    from .. import __version__
 
     return {
         "format": FORMAT,

@@ -17,6 +17,7 @@ from typing import Any, Dict, Optional, Union
 from torch import nn
 
 from .cards import model_card
+from .._version import __version__
 
 #: the files :func:`save_pretrained` writes
 REPO_FILES = ("model.safetensors", "config.json", "README.md")
@@ -86,7 +87,6 @@ def push_to_hub(model: nn.Module, repo_id: str, commit_message: Optional[str] = 
     """
     from huggingface_hub import HfApi
 
-    from .. import __version__
 
     if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise ValueError(f"repo_id must look like 'user-or-org/name', got {repo_id!r}")

@@ -1,7 +1,7 @@
 """Shared pieces of kanzoo's classification models: the timm model API, configs, the builder and stem
 adaptation."""
 import dataclasses
-from typing import Any, Dict, Optional, Type
+from typing import Any, Callable, Dict, Optional, Type
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -11,6 +11,7 @@ from timm.models._builder import resolve_pretrained_cfg
 from torch import nn
 
 from ..layers.bases import basis_tags, polynomial_bases
+from ..weights import fit_state_dict, resolve_pretrained_state, unwrap_checkpoint, weight_source
 
 #: the KAN basis behind each name tag used in model names (``vgg_kagn11``: Gram basis), from the bases' own
 #: ``model_tag`` declarations
@@ -80,27 +81,55 @@ def generate_kan_cfgs(cfgs: Dict[str, Dict[str, Any]]):
     return generate_default_cfgs({k: KANPretrainedCfg(**v) if isinstance(v, dict) else v for k, v in cfgs.items()})
 
 
+def _strict_filter(family_filter: Optional[Callable], cfg: PretrainedCfg, name: str, num_classes: Optional[int],
+                   source: str) -> Callable:
+    """timm's ``pretrained_filter_fn`` hook, running kanzoo's loader: unwrap, convert (the family's own filter),
+    fit every key (:func:`kanzoo.weights.fit_state_dict`) and load strictly. timm's own load that follows sees
+    exactly the model's keys and shapes, so it cannot drop anything silently."""
+    def filter_fn(state_dict: Dict[str, Any], model: nn.Module) -> Dict[str, Any]:
+        state = unwrap_checkpoint(state_dict)
+        if family_filter is not None:
+            state = family_filter(state, model)
+        replace_head = num_classes is not None and num_classes != cfg.num_classes
+        state = fit_state_dict(model, state, source=source, name=name, classifier=cfg.classifier,
+                               first_conv=cfg.first_conv, replace_head=replace_head)
+        model.load_state_dict(state, strict=True)
+        return state
+    return filter_fn
+
+
+def _source_name(cfg: PretrainedCfg, name: str) -> str:
+    kind, where = weight_source(cfg)
+    if kind == "state_dict":
+        return f"the state dict given for {name}"
+    if kind == "hf-hub" and cfg.hf_hub_filename:
+        return f"{where}/{cfg.hf_hub_filename}"
+    return str(where) if where else name
+
+
 def build_kan_model(model_cls: Type[nn.Module], variant: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
-    """timm's ``build_model_with_cfg``, with pretrained weights fetched and verified by :mod:`kanzoo.hub`.
+    """timm's ``build_model_with_cfg``, with pretrained weights fetched, verified and loaded by :mod:`kanzoo.weights`.
 
     The weights are resolved from the pretrained cfg (``hf-hub:`` name, ``local-dir:``, ``state_dict``, ``file``,
-    ``hf_hub_id``), downloaded through ``huggingface_hub`` and hash-checked, then handed to timm's
-    ``load_pretrained`` as a state dict, so the family's ``pretrained_filter_fn``, timm's ``in_chans`` and
-    ``num_classes`` adaptation and the strict load still apply. ``model.pretrained_cfg`` keeps the original cfg.
+    ``hf_hub_id``), downloaded through ``huggingface_hub`` and hash-checked, then converted by the family's
+    ``pretrained_filter_fn`` and loaded strictly: every key must fit, except a classifier the caller replaced
+    by asking for another ``num_classes`` (one log line says so). ``model.pretrained_cfg`` keeps the original cfg.
     """
     if not pretrained:
         return build_model_with_cfg(model_cls, variant, pretrained, **kwargs)
-    from ..hub.download import resolve_pretrained_state
-
     cfg = resolve_pretrained_cfg(variant, pretrained_cfg=kwargs.pop("pretrained_cfg", None),
                                  pretrained_cfg_overlay=kwargs.pop("pretrained_cfg_overlay", None))
     name = f"{variant}.{cfg.tag}" if cfg.tag else variant
+    filter_fn = _strict_filter(kwargs.pop("pretrained_filter_fn", None), cfg, name, kwargs.get("num_classes"),
+                               _source_name(cfg, name))
     state = resolve_pretrained_state(cfg, model_name=name, cache_dir=kwargs.get("cache_dir"))
     if state is None:  # a url: timm's own download (weights_only=True)
-        return build_model_with_cfg(model_cls, variant, pretrained, pretrained_cfg=cfg, **kwargs)
+        return build_model_with_cfg(model_cls, variant, pretrained, pretrained_cfg=cfg, pretrained_filter_fn=filter_fn,
+                                    **kwargs)
     fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     load_cfg = KANPretrainedCfg(**dict(fields, state_dict=state, source=None))
-    model = build_model_with_cfg(model_cls, variant, pretrained, pretrained_cfg=load_cfg, **kwargs)
+    model = build_model_with_cfg(model_cls, variant, pretrained, pretrained_cfg=load_cfg, pretrained_filter_fn=filter_fn,
+                                 **kwargs)
     model.pretrained_cfg = model.default_cfg = {k: v for k, v in cfg.to_dict().items() if k != "state_dict"}
     return model
 
@@ -166,16 +195,6 @@ def declared_task(model: nn.Module) -> Optional[str]:
 def model_task(model: nn.Module) -> str:
     """``'segmentation'``, ``'classification'`` (what a model that declares nothing is taken to be), ..."""
     return declared_task(model) or "classification"
-
-
-def unwrap_checkpoint(state_dict: Dict[str, Any]) -> Dict[str, torch.Tensor]:
-    """The model weights of a training checkpoint (``state_dict_ema`` > ``state_dict`` > ``model``), as a
-    new dict; a plain state dict is copied."""
-    for key in ("state_dict_ema", "state_dict", "model"):
-        if key in state_dict and isinstance(state_dict[key], dict):
-            state_dict = state_dict[key]
-            break
-    return dict(state_dict)
 
 
 def adapt_kan_stem(state_dict: Dict[str, torch.Tensor], key_prefix: str, in_chans: int) -> None:

@@ -3,13 +3,20 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from typing import Any, List, Optional, Union
+import json
+from typing import Any, Dict, List, Optional, Union
 
 import timm
+import torch
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                    RevisionNotFoundError)
 from timm.models import get_pretrained_cfg, is_model, split_model_name_tag
 from timm.models._registry import _model_to_module, get_arch_pretrained_cfgs
 
-from ..errors import UnknownModelError
+from .._version import __version__
+from ..errors import (NoPretrainedWeightsError, UnknownModelError, WeightsNotFoundError, WeightsOfflineError)
+from ..weights import load_state_file, offline_message, split_hub_id, unwrap_checkpoint
 
 #: python modules whose registered models are kanzoo's
 _KANZOO_MODULE_PREFIX = "kanzoo.models."
@@ -40,51 +47,120 @@ def _suggest(name: str) -> str:
     return f"; closest registered names: {', '.join(close)}" if close else ""
 
 
-def create_model(model_name: str, pretrained: bool = False, **kwargs: Any):
+def _cfg_names(value: Any) -> List[str]:
+    if not value:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def infer_model_shape(model_name: str, state: Dict[str, Any]) -> Dict[str, int]:
+    """``num_classes`` and ``in_chans`` read from a state dict's classifier and input-conv weights (the
+    architecture's pretrained cfg names them); only what can be read is returned."""
+    cfg = get_pretrained_cfg(model_name) or get_pretrained_cfg(split_model_name_tag(model_name)[0])
+    out: Dict[str, int] = {}
+    if cfg is None:
+        return out
+    for clf in _cfg_names(cfg.classifier)[:1]:
+        w = state.get(f"{clf}.weight")
+        if isinstance(w, torch.Tensor) and w.dim() >= 1:
+            out["num_classes"] = int(w.shape[0])
+    for conv in _cfg_names(cfg.first_conv)[:1]:
+        w = state.get(f"{conv}.weight")
+        if isinstance(w, torch.Tensor) and w.dim() >= 2:
+            out["in_chans"] = int(w.shape[1])
+    return out
+
+
+def _create_from_checkpoint(model_name: str, checkpoint_path: Any, **kwargs: Any):
+    """``model_name`` with the weights of a local file, through the same loader as pretrained weights: the file
+    is read safely and unwrapped, ``num_classes``/``in_chans`` are read from it unless given, and every key
+    must fit."""
+    state = unwrap_checkpoint(load_state_file(checkpoint_path))
+    for key, value in infer_model_shape(model_name, state).items():
+        kwargs.setdefault(key, value)
+    overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {}, state_dict=state, file=None, hf_hub_id=None,
+                   url=None)
+    if kwargs.get("num_classes") is not None:
+        overlay["num_classes"] = kwargs["num_classes"]  # the file's head is the model's head: load it strictly
+    return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+
+
+def create_model(model_name: str, pretrained: bool = False, checkpoint_path: Any = None, **kwargs: Any):
     """Builds a kanzoo (or any timm) model by name, like ``timm.create_model``.
 
     ``model_name`` may carry a pretrained tag (``'vgg_kagn11_v4.tck_in1k'``) or be ``'hf-hub:org/repo'``.
     Keyword arguments go to the model (``num_classes``, ``in_chans``, ``drop_rate``, ``features_only``...)
-    and to timm's factory (``pretrained_cfg_overlay=dict(file=...)``, ``checkpoint_path``...).
+    and to timm's factory (``pretrained_cfg_overlay=dict(file=...)``...). ``checkpoint_path`` loads a local
+    weight file (safetensors, or a torch file read with ``weights_only=True``; training checkpoints are
+    unwrapped) through the same strict loader as pretrained weights, with ``num_classes`` and ``in_chans`` read
+    from the file unless given.
     """
-    if not isinstance(model_name, str) or not model_name:
-        raise UnknownModelError(f"model_name must be a non-empty string, got {model_name!r}")
-    if ":" not in model_name:
-        arch, tag = split_model_name_tag(model_name)
-        if not is_model(arch):
-            raise UnknownModelError(f"unknown model {arch!r}{_suggest(arch)}. `kanzoo list` shows all models")
-        tags = [c.split(".", 1)[1] for c in get_arch_pretrained_cfgs(arch) if "." in c] if tag else []
-        if tag and tag not in tags:
-            raise UnknownModelError(f"unknown pretrained tag {tag!r} for {arch!r}; its tags are {tags}")
+    if checkpoint_path is not None:
         if pretrained:
-            cfg = get_pretrained_cfg(model_name)
-            has_weights = cfg is not None and cfg.has_weights
-            if not has_weights and not (kwargs.get("pretrained_cfg_overlay") or kwargs.get("pretrained_cfg")):
-                with_weights = [n for n in list_models(f"{arch}.*", pretrained=True)]
-                hint = (f"tags with weights: {with_weights}" if with_weights else
-                        f"no {arch} tag has weights; models that do: {list_pretrained()[:10]}")
-                if tag and cfg is not None and getattr(cfg, "metrics", None):
-                    hint = (f"its published weights are not on the Hub yet (see model_cards/{model_name}.md): "
-                            f"convert the authors' checkpoint with `kanzoo convert --from FAMILY FILE OUT` and "
-                            f"load 'local-dir:OUT'")
-                raise RuntimeError(f"{model_name!r} has no pretrained weights; {hint}. Use pretrained=False, or "
-                                   f"give a file with pretrained_cfg_overlay=dict(file=...)")
+            raise ValueError("give pretrained=True or checkpoint_path, not both: the checkpoint replaces every weight")
+        if not isinstance(model_name, str) or ":" in model_name:
+            raise ValueError(f"checkpoint_path needs a registered model name, got {model_name!r}")
+        _check_name(model_name)
+        return _create_from_checkpoint(model_name, checkpoint_path, **kwargs)
+    _check_name(model_name)
+    if pretrained and ":" not in model_name:
+        _check_has_weights(model_name, kwargs)
     if model_name.startswith("hf-hub:"):
         return _create_from_hub(model_name, pretrained, **kwargs)
     return timm.create_model(model_name, pretrained=pretrained, **kwargs)
 
 
+def _check_name(model_name: Any) -> None:
+    """Unknown names and tags: a :class:`~kanzoo.errors.UnknownModelError` with the closest registered names."""
+    if not isinstance(model_name, str) or not model_name:
+        raise UnknownModelError(f"model_name must be a non-empty string, got {model_name!r}")
+    if ":" in model_name:
+        return
+    arch, tag = split_model_name_tag(model_name)
+    if not is_model(arch):
+        raise UnknownModelError(f"unknown model {arch!r}{_suggest(arch)}. `kanzoo list` shows all models")
+    tags = [c.split(".", 1)[1] for c in get_arch_pretrained_cfgs(arch) if "." in c] if tag else []
+    if tag and tag not in tags:
+        raise UnknownModelError(f"unknown pretrained tag {tag!r} for {arch!r}; its tags are {tags}")
+
+
+def _check_has_weights(model_name: str, kwargs: Dict[str, Any]) -> None:
+    """``pretrained=True`` for a name whose cfg has no weights (and no overlay giving some): a
+    :class:`~kanzoo.errors.NoPretrainedWeightsError` that names the tags that do have weights."""
+    arch, tag = split_model_name_tag(model_name)
+    cfg = get_pretrained_cfg(model_name)
+    if (cfg is not None and cfg.has_weights) or kwargs.get("pretrained_cfg_overlay") or kwargs.get("pretrained_cfg"):
+        return
+    with_weights = list_models(f"{arch}.*", pretrained=True)
+    hint = (f"tags with weights: {with_weights}" if with_weights else
+            f"no {arch} tag has weights; models that do: {list_pretrained()[:10]}")
+    if tag and cfg is not None and getattr(cfg, "metrics", None):
+        hint = (f"its published weights are not on the Hub yet (see model_cards/{model_name}.md): convert the "
+                f"authors' checkpoint with `kanzoo convert --from FAMILY FILE OUT` and load 'local-dir:OUT'")
+    raise NoPretrainedWeightsError(f"{model_name!r} has no pretrained weights; {hint}. Use pretrained=False, or give "
+                                   f"a file with pretrained_cfg_overlay=dict(file=...)")
+
+
+def _hub_architecture(repo_id: str, revision: Optional[str], cache_dir: Any) -> Optional[str]:
+    """The ``architecture`` a Hub repo's ``config.json`` names (timm's own download of it then hits the cache)."""
+    path = hf_hub_download(repo_id, "config.json", revision=revision, cache_dir=cache_dir, library_name="kanzoo",
+                           library_version=__version__)
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise WeightsNotFoundError(f"the config.json of {repo_id!r} cannot be read as JSON ({e}); it is not a "
+                                   f"timm/kanzoo model repo") from e
+    arch = config.get("architecture") if isinstance(config, dict) else None
+    return arch if isinstance(arch, str) else None
+
+
 def _create_from_hub(model_name: str, pretrained: bool, **kwargs: Any):
     """``timm.create_model('hf-hub:org/repo')``, with the Hub's errors for its ``config.json`` turned into
-    kanzoo's clear ones (the weights themselves go through :mod:`kanzoo.hub.download`)."""
-    from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
-
-    from ..hub.download import WeightsNotFoundError, WeightsOfflineError, offline_message, split_hub_id
-
+    kanzoo's clear ones (the weights themselves go through :mod:`kanzoo.weights`)."""
     repo_id, revision = split_hub_id(model_name[len("hf-hub:"):])
     try:
-        return timm.create_model(model_name, pretrained=pretrained, **kwargs)
+        arch = _hub_architecture(repo_id, revision, kwargs.get("cache_dir"))
     except LocalEntryNotFoundError as e:
         raise WeightsOfflineError(offline_message(None, repo_id, "config.json", revision)) from e
     except RepositoryNotFoundError as e:
@@ -96,13 +172,7 @@ def _create_from_hub(model_name: str, pretrained: bool, **kwargs: Any):
         raise WeightsNotFoundError(f"repo {repo_id!r} has no config.json, so it is not a timm/kanzoo model repo; "
                                    f"load its weights into a named architecture with "
                                    f"pretrained_cfg_overlay=dict(hf_hub_id={repo_id!r})") from e
-    except RuntimeError as e:
-        if "Unknown model" in str(e):
-            raise UnknownModelError(f"{model_name}: its config.json names an architecture that is not registered "
-                                    f"({e}); it needs a newer kanzoo or another timm plugin") from e
-        raise
-
-
-def model_module(name: str) -> Optional[str]:
-    return _model_to_module.get(split_model_name_tag(name)[0])
-
+    if arch is not None and not is_model(arch):
+        raise UnknownModelError(f"{model_name}: its config.json names architecture {arch!r}, which is not registered; "
+                                f"it needs a newer kanzoo or another timm plugin")
+    return timm.create_model(model_name, pretrained=pretrained, **kwargs)

@@ -24,6 +24,7 @@ from torch import nn
 from .bases import get_basis_rule
 from .config import CONFIG_NAME, TYPE_PREFIX, WEIGHTS_NAME, BasisAdapterConfig
 from ..layers.rational import GroupRational
+from .._version import __version__
 from .layers import (
     BASE_PARAM_NAMES, BasisAdapterLayer, adapter_layer_kind, layer_signature, make_adapter_layer, rational_order,
     unsupported_reason,
@@ -521,7 +522,6 @@ class PeftModel(nn.Module):
             raise ValueError("kanzoo adapters are saved as safetensors only")
         from safetensors.torch import save_file
 
-        from .. import __version__
         directory = os.fspath(save_directory)
         if os.path.exists(directory) and not os.path.isdir(directory):
             raise NotADirectoryError(f"save_pretrained needs a folder, but {directory!r} is a file")

@@ -8,6 +8,9 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from ..profile import count_macs
+from .loading import load_model
+
 from ._common import WorkflowError, check_positive, resolve_device, resolve_dtype
 
 
@@ -48,8 +51,6 @@ def benchmark(name: str, batch: int = 1, size: Optional[int] = None, device: Opt
               dtype: str = "float32", iters: int = 20, warmup: int = 5, train: bool = False,
               model_kwargs: Optional[Dict[str, Any]] = None, macs: bool = True) -> BenchResult:
     """Times ``iters`` forward passes (``train``: forward + backward) of a random batch after ``warmup``."""
-    from ..profile import count_macs
-    from .loading import load_model
 
     check_positive("--batch", batch, hint="time at least one image per batch")
     check_positive("--iters", iters)

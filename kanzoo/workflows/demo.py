@@ -23,6 +23,14 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from .. import peft
+from ..export import to_onnx
+from ..profile import count_macs
+from .data import ImageFolder, build_transform, data_config_for, make_loader
+from .loading import load_model
+from .train import TrainConfig, train
+from .validate import validate
+
 from ._common import WorkflowError
 
 MODEL = "simple_conv_kagn"
@@ -73,7 +81,6 @@ def _export_onnx(model: torch.nn.Module, path: Path, input_size: Tuple[int, ...]
                  label_names: Optional[List[str]] = None) -> str:
     """Exports ``model`` with ``kanzoo.export.to_onnx`` (which verifies the file against eager before writing
     it); returns a short description of the export."""
-    from ..export import to_onnx
 
     report = to_onnx(model, str(path), input_size=tuple(input_size), label_names=label_names, verbose=False)
     opset = (report.extra or {}).get("opset")
@@ -83,7 +90,6 @@ def _export_onnx(model: torch.nn.Module, path: Path, input_size: Tuple[int, ...]
 
 def _val_batches(model, folder: Path, batch_size: int = 256):
     """(images, targets) batches of an ImageFolder with the model's eval transform."""
-    from .data import ImageFolder, build_transform, data_config_for, make_loader
 
     ds = ImageFolder(folder, transform=build_transform(data_config_for(model), False))
     for x, y, _ in make_loader(ds, batch_size):
@@ -93,9 +99,6 @@ def _val_batches(model, folder: Path, batch_size: int = 256):
 def run_demo(epochs: Optional[int] = None, adapt_epochs: Optional[int] = None, fast: bool = False,
              output: Optional[str] = None, threads: Optional[int] = 1, seed: int = 0) -> int:
     """Runs the six steps, printing one line each; returns 0 when every check passed."""
-    from .loading import load_model
-    from .train import TrainConfig, train
-    from .validate import validate
 
     t_all = time.perf_counter()
     epochs = epochs or (1 if fast else 8)
@@ -124,7 +127,6 @@ def run_demo(epochs: Optional[int] = None, adapt_epochs: Optional[int] = None, f
 
         # 2. model
         t0 = time.perf_counter()
-        from ..profile import count_macs
         probe = load_model(MODEL, model_kwargs=dict(MODEL_KWARGS, num_classes=len(TASK_A))).model
         params = sum(p.numel() for p in probe.parameters())
         macs = count_macs(load_model(MODEL, model_kwargs=dict(MODEL_KWARGS, num_classes=5), device="meta").model,
@@ -213,7 +215,6 @@ def run_demo(epochs: Optional[int] = None, adapt_epochs: Optional[int] = None, f
 
 def _adapted(run_a: Path, run_b: Path) -> torch.nn.Module:
     """Task A's model with task B's adapter loaded but not merged (the model the adapter was trained as)."""
-    from .loading import load_model, peft_module
 
     base = load_model(MODEL, checkpoint=run_a).model
-    return peft_module().PeftModel.from_pretrained(base, run_b).eval()
+    return peft.PeftModel.from_pretrained(base, run_b).eval()

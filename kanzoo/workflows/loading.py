@@ -16,7 +16,14 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from ._common import PathLike, WorkflowError, read_json
+from timm.data import ImageNetInfo, infer_imagenet_subset
+from timm.models import get_pretrained_cfg, split_model_name_tag
+
+from .. import peft
+from ..errors import NoPretrainedWeightsError, WeightsMismatchError, WorkflowError
+from ..io import PathLike, read_json
+from ..models import create_model
+from ..weights import load_state_file, load_state_strict, unwrap_checkpoint
 
 #: the training checkpoint ``kanzoo train`` writes into its run folder each epoch
 CHECKPOINT_NAME = "checkpoint.pth"
@@ -35,73 +42,24 @@ class LoadedModel:
 
 
 def _arch(name: str) -> str:
-    from timm.models import split_model_name_tag
     return split_model_name_tag(name)[0]
 
 
 def _create(name: str, **kwargs: Any) -> nn.Module:
-    """``kanzoo.create_model`` with its 'no weights' RuntimeError turned into a :class:`WorkflowError`."""
-    from ..hub.download import PretrainedWeightsError
-    from ..models import UnknownModelError, create_model
-
+    """``kanzoo.create_model``, with a name that has no published weights pointed at ``--checkpoint``."""
     try:
         return create_model(name, **kwargs)
-    except (UnknownModelError, PretrainedWeightsError):
-        raise
-    except RuntimeError as e:
-        if "no pretrained weights" in str(e):
-            raise WorkflowError(f"{e}; or pass --checkpoint FILE") from None
-        raise
+    except NoPretrainedWeightsError as e:
+        raise WorkflowError(f"{e}; or pass --checkpoint FILE") from None
 
 
 def classifier_key(name: str) -> Optional[str]:
     """The state-dict key of the classifier weight of architecture ``name`` (from its pretrained cfg)."""
-    from timm.models import get_pretrained_cfg
-
     cfg = get_pretrained_cfg(name) or get_pretrained_cfg(_arch(name))
     clf = getattr(cfg, "classifier", None) if cfg is not None else None
     if isinstance(clf, (list, tuple)):
         clf = clf[0] if clf else None
     return f"{clf}.weight" if clf else None
-
-
-def _infer_num_classes(name: str, state: Dict[str, torch.Tensor]) -> Optional[int]:
-    key = classifier_key(name)
-    w = state.get(key) if key else None
-    return int(w.shape[0]) if isinstance(w, torch.Tensor) and w.dim() >= 1 else None
-
-
-def describe_mismatch(model: nn.Module, state: Dict[str, torch.Tensor], source: str, name: str,
-                      hint: str = "") -> str:
-    """A one-paragraph account of why ``state`` does not load into ``model``."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
-              if k in state and isinstance(state[k], torch.Tensor) and tuple(state[k].shape) != tuple(own[k].shape)]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} of {name}'s {len(own)} tensors are missing from it ({', '.join(missing[:3])}"
-                     f"{', ...' if len(missing) > 3 else ''})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} of its tensors have no place in {name} ({', '.join(unexpected[:3])}"
-                     f"{', ...' if len(unexpected) > 3 else ''})")
-    if shapes:
-        parts.append(f"{len(shapes)} shapes differ ({'; '.join(shapes[:2])}{'; ...' if len(shapes) > 2 else ''})")
-    what = "; ".join(parts) or "torch refused it"
-    return (f"checkpoint {source!r} does not fit {name}: {what}. It was saved for another architecture or other "
-            f"model arguments{hint}; give the matching model name, --model-kwargs, or the run folder")
-
-
-def load_state_strict(model: nn.Module, state: Dict[str, torch.Tensor], source: str, name: str,
-                      hint: str = "") -> None:
-    """``model.load_state_dict(state)``, strictly; a mismatch raises a :class:`WorkflowError` that lists it."""
-    own = model.state_dict()
-    fits = set(own) == set(state) and all(
-        isinstance(state[k], torch.Tensor) and tuple(state[k].shape) == tuple(v.shape) for k, v in own.items())
-    if not fits:
-        raise WorkflowError(describe_mismatch(model, state, source, name, hint))
-    model.load_state_dict(state)
 
 
 def _config_hint(path: Path) -> str:
@@ -118,8 +76,6 @@ def _config_hint(path: Path) -> str:
 
 def read_training_checkpoint(path: PathLike) -> Dict[str, Any]:
     """A ``checkpoint.pth`` written by ``kanzoo train`` (read with ``weights_only=True``)."""
-    from ..hub.download import load_state_file
-
     ckpt = load_state_file(path)
     if not isinstance(ckpt.get("state_dict"), dict) or "arch" not in ckpt:
         raise WorkflowError(f"{os.fspath(path)!r} is not a kanzoo training checkpoint (no 'state_dict' and 'arch'); "
@@ -152,32 +108,21 @@ def _from_training_checkpoint(name: Optional[str], path: Path, device) -> Loaded
         raise WorkflowError(f"{str(path)!r} is the checkpoint of an unfinished adapter run; finish or resume it "
                             f"(`kanzoo finetune --resume {path.parent}`), then use the run folder")
     model = _create(arch, **dict(ckpt.get("model_args") or {}), device=device)
-    load_state_strict(model, ckpt["state_dict"], str(path), arch)
+    load_state_strict(model, unwrap_checkpoint(ckpt["state_dict"]), str(path), arch)
     labels = ckpt.get("label_names")
     return LoadedModel(model, arch, list(labels) if labels else None, str(path))
 
 
 def _from_file(name: str, path: Path, model_kwargs: Dict[str, Any], device) -> LoadedModel:
-    from ..hub.download import load_state_file
-    from ..models._base import unwrap_checkpoint
-
     raw = load_state_file(path)
     if isinstance(raw.get("state_dict"), dict) and "arch" in raw:
         return _from_training_checkpoint(name, path, device)
-    state = unwrap_checkpoint(raw)
-    kwargs = dict(model_kwargs)
-    n = _infer_num_classes(name, state)
-    if n is not None and "num_classes" not in kwargs:
-        kwargs["num_classes"] = n
-    overlay = dict(state_dict=state, num_classes=kwargs.get("num_classes"))
-    overlay = {k: v for k, v in overlay.items() if v is not None}
-    try:  # timm's loader: the family's checkpoint filter (unwrapping, stem adaptation) applies
-        model = _create(name, pretrained=True, pretrained_cfg_overlay=overlay, device=device, **kwargs)
-    except (RuntimeError, KeyError) as e:
-        if isinstance(e, RuntimeError) and "state_dict" not in str(e) and "size mismatch" not in str(e):
-            raise
-        probe = _create(name, device="meta", **kwargs)
-        raise WorkflowError(describe_mismatch(probe, state, str(path), _arch(name), _config_hint(path))) from None
+    try:
+        model = _create(name, checkpoint_path=path, device=device, **model_kwargs)
+    except WeightsMismatchError as e:
+        hint = _config_hint(path)
+        raise type(e)(str(e).replace("model arguments;", f"model arguments{hint};", 1) if hint else str(e),
+                      e.missing, e.unexpected, e.shapes) from None
     labels = None
     cfg_file = path.parent / "config.json"
     if cfg_file.is_file():
@@ -221,19 +166,9 @@ def load_model(name: Optional[str], pretrained: bool = False, checkpoint: Option
     return loaded
 
 
-def peft_module():
-    """:mod:`kanzoo.peft`, or a clear error when this kanzoo has no adapter support."""
-    try:
-        from .. import peft
-    except ImportError as e:  # pragma: no cover - kanzoo.peft ships with kanzoo
-        raise WorkflowError(f"basis adapters need kanzoo.peft, which this installation lacks ({e})") from None
-    return peft
-
-
 def apply_adapter(loaded: LoadedModel, adapter: PathLike) -> LoadedModel:
     """Merges the basis adapter in folder ``adapter`` into ``loaded.model``; class names come from the
     adapter run's ``config.json`` when it has them."""
-    peft = peft_module()
     adir = Path(adapter)
     if not adir.is_dir():
         raise WorkflowError(f"adapter folder {str(adir)!r} does not exist; give the folder that "
@@ -279,11 +214,87 @@ def model_labels(model: nn.Module, label_names: Optional[List[str]] = None) -> O
         names = [str(x) for x in names]
         descriptions = (getattr(model, "pretrained_cfg", {}) or {}).get("label_descriptions") or {}
         return Labels(list(names), [descriptions.get(x, x) for x in names])
-    from timm.data import ImageNetInfo, infer_imagenet_subset
-
     subset = infer_imagenet_subset(model) if n else None
     if subset:
         info = ImageNetInfo(subset)
         return Labels([info.index_to_label_name(i) for i in range(n)],
                       [info.index_to_description(i) for i in range(n)])
     return None
+
+
+# ------------------------------------------------------------------------------ weight sources the commands name
+def load_model_with_adapter_base(name: Optional[str], pretrained: bool = False,
+                                 checkpoint: Optional[PathLike] = None, adapter: Optional[PathLike] = None,
+                                 model_kwargs: Optional[Dict[str, Any]] = None, device: Any = "cpu") -> LoadedModel:
+    """:func:`load_model`; an ``adapter`` given without ``pretrained`` or ``checkpoint`` is merged into the base
+    weights it was trained on, as its run folder's ``args.json`` records them (:func:`adapter_base`)."""
+    if adapter and not (pretrained or checkpoint):
+        pretrained, checkpoint = adapter_base(adapter)
+        if not (pretrained or checkpoint):
+            raise WorkflowError(f"--adapter {adapter} needs the base weights it was trained on: add --pretrained or "
+                                f"--checkpoint FILE")
+    return load_model(name, pretrained=pretrained, checkpoint=checkpoint, adapter=adapter,
+                      model_kwargs=model_kwargs, device=device)
+
+
+def published_weights_cfg(name: str):
+    """The pretrained cfg of ``name`` (``arch.tag``; the default tag for a bare ``arch``) whose weights are on the
+    Hub; :class:`~kanzoo.errors.UnknownModelError` for an unknown architecture or a tag without weights."""
+    from timm.models import get_pretrained_cfg
+
+    from ..errors import UnknownModelError
+    from ..models import list_models, list_pretrained
+
+    arch = _arch(name)
+    if arch not in list_models(arch):
+        raise UnknownModelError(f"unknown model {arch!r}; `kanzoo list` shows all models")
+    cfg = get_pretrained_cfg(name)
+    if cfg is None or not cfg.hf_hub_id:
+        raise UnknownModelError(f"{name!r} has no weights on the Hub; tags that do: {list_pretrained()}")
+    return cfg
+
+
+def download_pretrained(name: str, revision: Optional[str] = None, cache_dir: Optional[PathLike] = None) -> Path:
+    """Fetches and verifies the weights of ``name`` into the Hugging Face cache and returns the weight file.
+
+    ``name`` is ``arch.tag`` (its cfg's Hub repo, file and sha256) or ``hf-hub:org/repo[@revision]`` (whose
+    ``config.json`` is fetched too, so that ``create_model`` works offline later); ``revision`` replaces the
+    one the cfg or the name gives."""
+    from ..weights import download_weights, split_hub_id
+
+    if name.startswith("hf-hub:"):
+        from huggingface_hub import hf_hub_download
+
+        repo_id, named_revision = split_hub_id(name[len("hf-hub:"):])
+        hf_hub_download(repo_id, "config.json", revision=revision or named_revision, cache_dir=cache_dir,
+                        library_name="kanzoo")
+        return download_weights(repo_id, revision=revision or named_revision, cache_dir=cache_dir, model_name=name)
+    cfg = published_weights_cfg(name)
+    return download_weights(cfg.hf_hub_id, filename=cfg.hf_hub_filename, revision=revision,
+                            sha256=getattr(cfg, "sha256", None), cache_dir=cache_dir, model_name=name)
+
+
+def saved_model_args(config: Dict[str, Any]) -> Dict[str, Any]:
+    """The architecture arguments a saved ``config.json`` records (its ``model_args``, less the pretrained cfg
+    overlay)."""
+    return {k: v for k, v in (config.get("model_args") or {}).items() if k != "pretrained_cfg_overlay"}
+
+
+def create_model_code(name: str, folder: PathLike, config: Dict[str, Any]) -> str:
+    """The ``kanzoo.create_model(...)`` call that loads the ``model.safetensors`` saved in ``folder`` (with its
+    ``config.json`` content ``config``) under the registered ``name`` (``arch`` or ``arch.tag``).
+
+    The overlay repeats what differs from the registered cfg: timm drops a classifier whose ``num_classes``
+    differs from the cfg's, and the input size drives the preprocessing."""
+    from timm.models import get_pretrained_cfg
+
+    registered, written = get_pretrained_cfg(name), config.get("pretrained_cfg") or {}
+    overlay = f"file='{Path(folder) / 'model.safetensors'}'"
+    for key in ("num_classes", "input_size"):
+        value, default = written.get(key), getattr(registered, key, None)
+        if isinstance(value, list):
+            value = tuple(value)
+        if value is not None and value != (tuple(default) if isinstance(default, list) else default):
+            overlay += f", {key}={value!r}"
+    margs = "".join(f", {k}={v!r}" for k, v in saved_model_args(config).items())
+    return f"kanzoo.create_model('{name}', pretrained=True, pretrained_cfg_overlay=dict({overlay}){margs})"

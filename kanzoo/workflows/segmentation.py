@@ -12,6 +12,11 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import torch
+
+from ..metrics import evaluate_segmentation, masks_from_logits
+from .masks import SegmentationFolder, load_rgb, preprocess, write_mask_overlay
+from .predict import expand_images
+from .validate import autocast
 from torch import nn
 
 from ._common import PathLike, WorkflowError, check_positive
@@ -89,9 +94,6 @@ def validate_segmentation(loaded: LoadedModel, data_dir: PathLike, batch_size: i
     """
     from torch.utils.data import DataLoader
 
-    from ..metrics import evaluate_segmentation
-    from ..segmentation import SegmentationFolder
-    from .validate import autocast
 
     check_positive("--batch-size", batch_size, hint="use 1 or more images per batch")
     check_positive("--workers", workers, minimum=0)
@@ -159,9 +161,6 @@ def predict_segmentation(loaded: LoadedModel, images: Sequence[PathLike], out_di
     """
     from PIL import Image
 
-    from ..metrics import masks_from_logits
-    from ..segmentation import load_rgb, preprocess, write_mask_overlay
-    from .predict import expand_images
 
     check_positive("--batch-size", batch_size)
     _check_threshold(threshold)
