@@ -12,7 +12,7 @@ from typing import List, Sequence
 
 __all__ = [
     "KanzooError", "UnknownModelError", "PretrainedWeightsError", "WeightsNotFoundError", "NoPretrainedWeightsError",
-    "WeightsOfflineError", "WeightsIntegrityError", "WeightsMismatchError", "WorkflowError", "ExportError",
+    "WeightsFileError", "WeightsOfflineError", "WeightsIntegrityError", "WeightsMismatchError", "WorkflowError", "ExportError",
     "ExportVerificationError", "NotPrunedError",
 ]
 
@@ -35,6 +35,11 @@ class WeightsNotFoundError(PretrainedWeightsError, FileNotFoundError):
 
 class NoPretrainedWeightsError(WeightsNotFoundError):
     """``pretrained=True`` for a model or tag that has no published weights."""
+
+
+class WeightsFileError(PretrainedWeightsError, ValueError):
+    """A weight file that cannot be read safely: damaged, of an unknown type, or a pickle holding more than
+    tensors and plain containers."""
 
 
 class WeightsOfflineError(PretrainedWeightsError, ConnectionError):

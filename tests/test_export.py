@@ -3,7 +3,6 @@
 Most tests use ``simple_conv_kagn`` at 1/8 width on 32×32 inputs (a few hundred kB of weights); the
 per-family exports are in ``test_export_models.py``.
 """
-import argparse
 import json
 import os
 import subprocess
@@ -18,10 +17,10 @@ from torch import nn
 
 import kanzoo
 from kanzoo.export import (
-    DenseRoutedMoE, ExportVerificationError, add_export_arguments, build_model, default_opset,
-    export_model, make_moe_exportable, onnx_session, read_metadata, run_export, supported_opsets, to_onnx, to_pt2,
-    to_torchscript,
+    DenseRoutedMoE, ExportVerificationError, build_model, default_opset, export_model, make_moe_exportable,
+    onnx_session, read_metadata, supported_opsets, to_onnx, to_pt2, to_torchscript,
 )
+from kanzoo.cli import main
 from kanzoo.export.torchscript import load_torchscript_metadata
 
 pytestmark = [
@@ -532,7 +531,7 @@ def test_checkpoint_files_load_safely(tmp_path):
     torch.save({"weight": NotATensor()}, tmp_path / "evil.pth")
     with pytest.raises(ValueError, match="weights_only=True"):
         build_model("simple_conv_kagn", checkpoint=tmp_path / "evil.pth")
-    with pytest.raises(ValueError, match=r"does not fit simple_conv_kagn.*shape mismatches "
+    with pytest.raises(ValueError, match=r"does not fit simple_conv_kagn.*shapes differ "
                                          r".*stages\.0\.basis_weight \(4, 1, 4, 3, 3\) vs \(32, 1, 4, 3, 3\)"):
         build_model("simple_conv_kagn", checkpoint=tmp_path / "w.safetensors")   # full width: shapes differ
     with pytest.raises(FileNotFoundError):
@@ -568,8 +567,7 @@ def test_adapter_is_merged_before_export(tmp_path):
 
 
 def _cli(*argv):
-    parser = add_export_arguments(argparse.ArgumentParser(prog="kanzoo export"))
-    return run_export(parser.parse_args(list(argv)))
+    return main(["export", *argv])
 
 
 def test_command(tmp_path, capsys):
@@ -594,5 +592,5 @@ def test_command(tmp_path, capsys):
     ]:
         assert _cli(*argv) == 1
         err = capsys.readouterr().err
-        assert err.startswith("kanzoo export: error: ") and message in err and "Traceback" not in err
+        assert err.startswith("kanzoo: error: ") and message in err and "Traceback" not in err
     assert not (tmp_path / "x").exists()

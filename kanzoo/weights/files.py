@@ -14,7 +14,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ..errors import PretrainedWeightsError, WeightsNotFoundError
+from ..errors import WeightsFileError, WeightsNotFoundError
 
 __all__ = ["LOCAL_FILES", "TORCH_SUFFIXES", "load_state_file", "file_sha256", "git_blob_sha1", "first_line"]
 
@@ -60,17 +60,17 @@ def load_state_file(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
         try:
             return load_file(str(path), device="cpu")
         except (SafetensorError, OSError) as e:
-            raise PretrainedWeightsError(f"{str(path)!r} is not a readable safetensors file: {e}") from e
+            raise WeightsFileError(f"{str(path)!r} is not a readable safetensors file: {e}") from e
     if path.suffix not in TORCH_SUFFIXES:
-        raise PretrainedWeightsError(
+        raise WeightsFileError(
             f"unknown weight file type {path.suffix!r} ({str(path)!r}): use .safetensors, or a torch file ending in "
             f"{', '.join(TORCH_SUFFIXES)}")
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors come in many types
-        raise PretrainedWeightsError(
+        raise WeightsFileError(
             f"{str(path)!r} cannot be read with torch.load(weights_only=True) ({type(e).__name__}: {first_line(e)}); "
             f"kanzoo never unpickles arbitrary objects: re-save it as safetensors or as a plain state dict") from e
     if not isinstance(obj, dict):
-        raise PretrainedWeightsError(f"{str(path)!r} holds a {type(obj).__name__}, not a state dict")
+        raise WeightsFileError(f"{str(path)!r} holds a {type(obj).__name__}, not a state dict")
     return obj
