@@ -58,8 +58,9 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from kanzoo import profile  # noqa: E402
-from kanzoo.layers import KANLinear, SelectableKANLinear, SelectionSchedule, prune_model, selection_summary  # noqa: E402
+from kanzoo.layers import KANLinear, SelectableKANLinear, prune_model, selection_summary  # noqa: E402
 from kanzoo.layers.bases import BSplineBasis  # noqa: E402
+from kanzoo.workflows.selection import SelectionSchedule  # noqa: E402
 
 GRID = dict(grid_size=5, spline_order=3, grid_range=(-2.0, 2.0))
 SYMBOLIC = {

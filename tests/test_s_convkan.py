@@ -10,10 +10,10 @@ from torch import nn
 import kanzoo
 from kanzoo import profile
 from kanzoo.layers import (
-    KANConvNd, NotPrunedError, PrunedKANConvNd, SelectableKANConv2d, SelectionSchedule, check_exportable,
-    selectable_layers,
+    KANConvNd, NotPrunedError, PrunedKANConvNd, SelectableKANConv2d, check_exportable, selectable_layers,
 )
-from kanzoo.models.s_convkan import SConvKAN, selection_schedule
+from kanzoo.models.s_convkan import SConvKAN
+from kanzoo.workflows.selection import SelectionSchedule, selection_schedule
 
 NAMES = ["s_convkan_base", "s_convkan_small", "s_convkan_tiny"]
 

@@ -13,10 +13,11 @@ from torch import nn
 
 from kanzoo.layers import (
     KANConv2d, KANConvNd, KANLinear, NotPrunedError, PrunedKANConvNd, PrunedKANLinear, SelectableKANConv2d,
-    SelectableKANConvNd, SelectableKANLinear, SelectionSchedule, check_exportable, prune_model, select_model,
-    selectable_layers, selection_summary,
+    SelectableKANConvNd, SelectableKANLinear, check_exportable, prune_model, select_model, selectable_layers,
+    selection_summary,
 )
 from kanzoo.layers.selectable import DEFAULT_POOL, parse_pool
+from kanzoo.workflows.selection import SelectionSchedule
 
 F64 = torch.float64
 POOL3 = ("gram", "bspline", "chebyshev")

@@ -92,12 +92,12 @@ __all__ = [
 ]
 from .selectable import (
     NotPrunedError, PrunedKANConvNd, PrunedKANLinear, SelectableKANConv1d, SelectableKANConv2d, SelectableKANConv3d,
-    SelectableKANConvNd, SelectableKANLinear, SelectionSchedule, check_exportable, prune_model, select_model,
-    selectable_layers, selection_summary,
+    SelectableKANConvNd, SelectableKANLinear, check_exportable, prune_model, select_model, selectable_layers,
+    selection_summary,
 )
 
 __all__ += [
     "NotPrunedError", "PrunedKANConvNd", "PrunedKANLinear", "SelectableKANConv1d", "SelectableKANConv2d",
-    "SelectableKANConv3d", "SelectableKANConvNd", "SelectableKANLinear", "SelectionSchedule", "check_exportable",
-    "prune_model", "select_model", "selectable_layers", "selection_summary",
+    "SelectableKANConv3d", "SelectableKANConvNd", "SelectableKANLinear", "check_exportable", "prune_model",
+    "select_model", "selectable_layers", "selection_summary",
 ]

@@ -3,10 +3,10 @@
 
 Four 3×3 selectable KAN convs (:class:`~kanzoo.layers.SelectableKANConv2d`; two with stride 2), global
 average pooling and a linear classifier, at MNIST/CIFAR scale. Every conv trains a softmax mixture of its
-candidate bases (B-spline, Chebyshev, Gram, RBF, wavelet by default); :class:`~kanzoo.layers.SelectionSchedule`
-then freezes each channel's top-k and prunes the rest (the phase lengths are in the pretrained cfg's
-``selection``). The paper publishes no code or weights; the layout and phase settings are kanzoo's
-(docs/selectable.md).
+candidate bases (B-spline, Chebyshev, Gram, RBF, wavelet by default); the training schedule
+(:class:`~kanzoo.workflows.selection.SelectionSchedule`) then freezes each channel's top-k and prunes the
+rest (the phase lengths are in the pretrained cfg's ``selection``). The paper publishes no code or weights;
+the layout and phase settings are kanzoo's (docs/selectable.md).
 """
 from __future__ import annotations
 
@@ -15,18 +15,17 @@ import math
 from typing import Any, Dict, Optional, Sequence, Set
 
 import torch
-from timm.models import get_pretrained_cfg
 from timm.models._manipulate import checkpoint_seq
 from torch import nn
 
 from ..layers.selectable import (
-    DEFAULT_POOL, PoolType, SelectableKANConv2d, SelectionSchedule, masks_from_spec, masks_to_spec, prune_masks,
-    prune_model, select_model, selection_summary,
+    DEFAULT_POOL, PoolType, SelectableKANConv2d, masks_from_spec, masks_to_spec, prune_masks, prune_model,
+    select_model, selection_summary,
 )
 from ._base import KANClassifier, KANPretrainedCfg, _cfg, adapt_kan_stem, build_kan_model, generate_kan_cfgs
 from ._base import register_variants, unwrap_checkpoint
 
-__all__ = ["SConvKAN", "SKANPretrainedCfg", "selection_schedule"]
+__all__ = ["SConvKAN", "SKANPretrainedCfg"]
 
 PAPER_SKAN = "arXiv:2408.08338"
 
@@ -34,9 +33,11 @@ PAPER_SKAN = "arXiv:2408.08338"
 @dataclasses.dataclass
 class SKANPretrainedCfg(KANPretrainedCfg):
     """:class:`~kanzoo.models._base.KANPretrainedCfg` plus ``selection``: the S-KAN phase settings
-    (``full_epochs``, ``select_epochs``, ``top_k``, ``prune``; see :class:`~kanzoo.layers.SelectionSchedule`).
+    (``full_epochs``, ``select_epochs``, ``top_k``, ``prune``; see
+    :class:`~kanzoo.workflows.selection.SelectionSchedule`).
     Like kanzoo's other extra fields it stays on the cfg object and never reaches ``model.pretrained_cfg``
-    or a pushed config.json (timm could not read it); read it with :func:`selection_schedule`."""
+    or a pushed config.json (timm could not read it); read it with
+    :func:`kanzoo.workflows.selection.selection_schedule`."""
 
     selection: Optional[Dict[str, Any]] = None
 
@@ -145,7 +146,8 @@ class SConvKAN(KANClassifier):
     def record_pruned(self, masks: Dict[str, Any]) -> Dict[str, str]:
         """Records ``masks`` (layer name -> what pruning kept, bool (out, M)) as the ``pruned_selection`` model
         argument (timm's ``update_model_args``), which config.json carries, and returns it. For code that prunes
-        with :func:`~kanzoo.layers.prune_model` or :class:`~kanzoo.layers.SelectionSchedule` directly."""
+        with :func:`~kanzoo.layers.prune_model` or :class:`~kanzoo.workflows.selection.SelectionSchedule`
+        directly."""
         from timm.models._input import update_model_args
 
         spec = masks_to_spec(masks)
@@ -170,17 +172,6 @@ def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: SConvKAN) -
     for prefix in prefixes:
         adapt_kan_stem(state_dict, prefix, model.in_chans)
     return state_dict
-
-
-def selection_schedule(name: str) -> SelectionSchedule:
-    """The :class:`~kanzoo.layers.SelectionSchedule` of a registered ``s_convkan_*`` model (``name`` may carry
-    a tag), from its pretrained cfg's ``selection``."""
-    cfg = get_pretrained_cfg(name)
-    sel = getattr(cfg, "selection", None) if cfg is not None else None
-    if not sel:
-        raise ValueError(f"{name!r} has no selection settings in its pretrained cfg; build a SelectionSchedule "
-                         f"by hand: SelectionSchedule(full_epochs=..., select_epochs=...)")
-    return SelectionSchedule.from_cfg(sel)
 
 
 def _create(variant: str, pretrained: bool = False, **kwargs) -> SConvKAN:
@@ -221,5 +212,5 @@ default_cfgs = generate_kan_cfgs({name: _skan_cfg(c, size, _STRIDES, sel) for na
 register_variants(globals(), VARIANTS, _create, doc="""{name}: an S-ConvKAN CNN of selectable KAN convs ({args}).
 
     Yang et al., arXiv 2408.08338 (layout and phase settings are kanzoo's). Pool: B-spline, Chebyshev, Gram,
-    RBF, wavelet; train with SelectionSchedule (settings: kanzoo.models.s_convkan.selection_schedule(name)).
+    RBF, wavelet; train with SelectionSchedule (settings: kanzoo.workflows.selection.selection_schedule(name)).
     """)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ._common import PathLike, WorkflowError, atomic_write
-from .train import LOG_NAME, _read_log
+from .run_folder import LOG_NAME, read_log
 
 PLOT_NAME = "curves.png"
 
@@ -28,7 +28,7 @@ def plot_run(run_dir: PathLike, out: Optional[PathLike] = None, dpi: int = 120) 
     log = run / LOG_NAME if run.is_dir() else run
     if not log.is_file():
         raise WorkflowError(f"no {LOG_NAME} in {str(run)!r}: give a run folder written by `kanzoo train`")
-    records = _read_log(log)
+    records = read_log(log)
     epochs = [r for r in records if r.get("kind") == "epoch"]
     steps = [r for r in records if r.get("kind") == "step"]
     if not epochs and not steps:

@@ -1,22 +1,16 @@
 """``kanzoo train`` and ``kanzoo finetune``: supervised training on an ImageFolder, in one process or under
-torchrun (DDP), with optional basis adapters (``kanzoo.peft``).
+torchrun (DDP), with optional basis adapters (``kanzoo.peft``). This module is the loop: :class:`Trainer`
+builds the data, model and optimizer, runs the epochs and saves after each; what it reads and writes lives in
+:mod:`~kanzoo.workflows.run_folder`, its settings in :mod:`~kanzoo.workflows.train_config`.
 
-A run folder holds:
-
-* ``args.json``: the :class:`TrainConfig` of the run;
-* ``log.jsonl``: one JSON record per logged step (``"kind": "step"``) and per epoch (``"kind": "epoch"``);
-* ``checkpoint.pth``: model, optimizer and progress after the last finished epoch, replaced atomically each
-  epoch; ``--resume RUN`` continues from it;
-* at the end, ``model.safetensors`` + ``config.json`` + ``README.md`` (:func:`kanzoo.save_pretrained`, with the
-  class folder names as ``label_names``), so ``kanzoo push NAME REPO --checkpoint RUN``,
-  ``kanzoo export`` and ``kanzoo.create_model('local-dir:RUN', pretrained=True)`` take it as it is; adapter
-  runs also hold ``adapter_config.json`` + ``adapter_model.safetensors`` and the merged model.
+A run folder holds ``args.json``, ``log.jsonl``, ``checkpoint.pth`` (``--resume RUN`` continues from it) and,
+at the end, the model as :func:`kanzoo.save_pretrained` writes it (details: :mod:`kanzoo.workflows.run_folder`).
 
 Models with selectable KAN layers (S-KAN, ``s_convkan_*``) train in three phases, driven by a
-:class:`~kanzoo.layers.SelectionSchedule`: every basis until ``--select-epoch``, then each channel's top-k (the
-mixing weights frozen) until ``--prune-epoch``, then the pruned model (the optimizer rebuilt; the lr schedule
-goes on at the same step). The events go to ``log.jsonl`` (``"kind": "selection"``); the checkpoint holds the
-schedule and rebuilds a pruned model in its pruned form (docs/selectable.md).
+:class:`~kanzoo.workflows.selection.SelectionSchedule`: every basis until ``--select-epoch``, then each
+channel's top-k (the mixing weights frozen) until ``--prune-epoch``, then the pruned model (the optimizer
+rebuilt; the lr schedule goes on at the same step). The events go to ``log.jsonl`` (``"kind": "selection"``);
+the checkpoint holds the schedule and rebuilds a pruned model in its pruned form (docs/selectable.md).
 
 Determinism: every epoch reseeds the generators from ``(seed, epoch, rank)`` and the sampler permutes with
 ``seed + epoch``, so the data order, augmentations and dropout of an epoch do not depend on what ran before;
@@ -25,8 +19,6 @@ a resumed run therefore repeats an uninterrupted one bit for bit (same device, t
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,134 +26,34 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
+from timm.models._input import get_model_args
+from timm.optim import create_optimizer_v2
+from timm.scheduler import CosineLRScheduler
 from torch import nn
+from tqdm import tqdm
 
-from ._common import (PathLike, WorkflowError, atomic_write, check_positive, read_json, resolve_dtype,
-                      seed_everything, warn, write_json)
-from .data import (AugConfig, ImageFolder, SkipTracker, build_transform, data_config_for, make_loader, shard,
-                   split_dirs, train_sampler)
+from ..errors import WorkflowError
+from ..io import PathLike
+from ._common import resolve_dtype, seed_everything, warn
+from .data import (ImageFolder, SkipTracker, build_transform, data_config_for, make_loader, shard, split_dirs,
+                   train_sampler)
 from .distributed import (DistContext, all_min, all_reduce_sum, barrier, broadcast_object, cleanup, setup,
                           wrap_model)
-from .loading import ARGS_NAME, CHECKPOINT_NAME, load_model, model_labels, peft_module
+from .. import peft
+from .loading import CHECKPOINT_NAME, load_model, model_labels
+from .run_folder import (LOG_NAME, append_log, checkpoint_file, default_output, finished_epochs, format_epoch,
+                         new_run_dir, read_checkpoint, read_log, saved_config, start_run_folder, trim_log,
+                         write_checkpoint, write_final_model)
+from .selection import (describe_schedule, freeze_alphas, record_pruned, resumed_schedule, schedule_for_run,
+                        selection_event)
+from .train_config import TrainConfig
 from .validate import autocast, evaluate
 
-LOG_NAME = "log.jsonl"
+# the names other modules imported from here before the run folder and the settings had modules of their own
+_read_log = read_log
 
-#: settings that may change on --resume without changing what is computed
-_RUNTIME_FIELDS = ("output", "workers", "device", "progress", "quiet", "log_interval")
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run depends on (saved as ``args.json``)."""
-
-    model: str
-    data: str
-    val_data: Optional[str] = None
-    output: Optional[str] = None
-    pretrained: bool = False
-    checkpoint: Optional[str] = None
-    model_kwargs: Dict[str, Any] = field(default_factory=dict)
-    peft: Optional[Dict[str, Any]] = None
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
-    min_lr: float = 1e-6
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    warmup_lr: float = 1e-6
-    label_smoothing: float = 0.1
-    clip_grad: Optional[float] = None
-    img_size: Optional[int] = None
-    no_aug: bool = False
-    scale: Tuple[float, float] = (0.08, 1.0)
-    ratio: Tuple[float, float] = (3 / 4, 4 / 3)
-    hflip: float = 0.5
-    vflip: float = 0.0
-    color_jitter: float = 0.4
-    auto_augment: Optional[str] = None
-    re_prob: float = 0.0
-    seed: int = 42
-    workers: int = 2
-    amp: bool = False
-    amp_dtype: str = "bfloat16"
-    device: Optional[str] = None
-    log_interval: int = 50
-    progress: Optional[bool] = None
-    quiet: bool = False
-    # S-KAN basis selection (models with selectable KAN layers); None: the model's pretrained cfg ``selection``
-    select_epoch: Optional[int] = None  # selective training starts after this many epochs of full training
-    prune_epoch: Optional[int] = None   # pruned after this many epochs (= epochs: after the last one)
-    select_top_k: Optional[int] = None  # members each channel keeps
-    no_selection: bool = False          # train the full mixture throughout
-
-    @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise WorkflowError(f"unknown training settings {unknown}; known: {sorted(names)}")
-        d = dict(d)
-        for k in ("scale", "ratio"):
-            if k in d and d[k] is not None:
-                d[k] = tuple(d[k])
-        return cls(**d)
-
-    def aug(self) -> AugConfig:
-        return AugConfig(no_aug=self.no_aug, scale=tuple(self.scale), ratio=tuple(self.ratio), hflip=self.hflip,
-                         vflip=self.vflip, color_jitter=self.color_jitter, auto_augment=self.auto_augment,
-                         re_prob=self.re_prob)
-
-    def check(self) -> None:
-        """Raises a :class:`WorkflowError` for a setting that cannot work."""
-        check_positive("--epochs", self.epochs)
-        check_positive("--batch-size", self.batch_size, hint="use 1 or more images per batch (per process)")
-        check_positive("--workers", self.workers, minimum=0)
-        check_positive("--log-interval", self.log_interval)
-        if self.img_size is not None:
-            check_positive("--img-size", self.img_size)
-        for name in ("lr", "min_lr", "weight_decay", "warmup_epochs", "warmup_lr", "hflip", "vflip", "re_prob",
-                     "color_jitter"):
-            if getattr(self, name) < 0:
-                raise WorkflowError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise WorkflowError(f"--lr must be > 0, got {self.lr}")
-        if not 0 <= self.label_smoothing < 1:
-            raise WorkflowError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.clip_grad is not None and self.clip_grad <= 0:
-            raise WorkflowError(f"--clip-grad must be > 0, got {self.clip_grad}")
-        if self.pretrained and self.checkpoint:
-            raise WorkflowError("give --pretrained or --checkpoint as the starting weights, not both")
-        resolve_dtype(self.amp_dtype)
-        self._check_selection()
-
-    def selection_flags(self) -> List[str]:
-        """The basis-selection options that were given, as command-line flags."""
-        return [f"--{n.replace('_', '-')}" for n in ("select_epoch", "prune_epoch", "select_top_k")
-                if getattr(self, n) is not None]
-
-    def _check_selection(self) -> None:
-        given = self.selection_flags()
-        if self.no_selection and given:
-            raise WorkflowError(f"--no-selection turns basis selection off; drop {', '.join(given)}")
-        if given and self.peft is not None:
-            raise WorkflowError(f"{', '.join(given)} cannot go with --peft: adapters wrap the selectable layers, "
-                                f"which then cannot be pruned; train and prune first, then finetune the pruned run "
-                                f"with --peft")
-        for name in ("select_epoch", "prune_epoch", "select_top_k"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                hint = "; the selection reads the mixing weights, which must train first" if name == "select_epoch" \
-                    else ""
-                raise WorkflowError(f"--{name.replace('_', '-')} must be an integer >= 1, got {v!r}{hint}")
-        for name in ("select_epoch", "prune_epoch"):
-            v = getattr(self, name)
-            if v is not None and v > self.epochs:
-                raise WorkflowError(f"--{name.replace('_', '-')} {v} is past --epochs {self.epochs}; give 1 to "
-                                    f"{self.epochs} (= --epochs: after the last epoch)")
-        if self.select_epoch is not None and self.prune_epoch is not None and self.prune_epoch < self.select_epoch:
-            raise WorkflowError(f"--prune-epoch {self.prune_epoch} comes before --select-epoch {self.select_epoch}; "
-                                f"prune at or after the selection")
+__all__ = ["LOG_NAME", "TrainConfig", "TrainResult", "Trainer", "default_output", "saved_config", "train",
+           "train_one_epoch"]
 
 
 @dataclass
@@ -178,54 +70,12 @@ class TrainResult:
     history: List[Dict[str, Any]] = field(default_factory=list)
 
 
-def default_output(arch: str) -> str:
-    return os.path.join("runs", f"{arch}-{time.strftime('%Y%m%d-%H%M%S')}")
-
-
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def _model_args(model: nn.Module) -> Dict[str, Any]:
-    from timm.models._input import get_model_args
     return dict(get_model_args(model))
-
-
-def _read_log(path: Path) -> List[Dict[str, Any]]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut short by a crash
-                continue
-    return out
-
-
-def _fmt_record(rec: Dict[str, Any], epochs: int) -> str:
-    s = (f"epoch {rec['epoch']}/{epochs}  train loss {rec['train_loss']:.4f} top-1 {rec['train_top1']:.2f}%")
-    if rec.get("val_top1") is not None:
-        s += (f"  val loss {rec['val_loss']:.4f} top-1 {rec['val_top1']:.2f}% "
-              f"top-{rec['val_topk']} {rec['val_top5']:.2f}%")
-    s += f"  lr {rec['lr']:.2e}  {rec['epoch_time']:.1f} s"
-    if rec.get("skipped"):
-        s += f"  ({rec['skipped']} undecodable images skipped)"
-    return s
-
-
-def _percent_line(summary: Dict[str, Dict[str, int]]) -> Tuple[Dict[str, int], str]:
-    """Channel counts per basis over all layers of a :func:`~kanzoo.layers.selection_summary`, and
-    ``'bspline 40%, gram 35%, ...'``."""
-    totals: Dict[str, int] = {}
-    for counts in summary.values():
-        for basis, n in counts.items():
-            totals[basis] = totals.get(basis, 0) + int(n)
-    total = max(sum(totals.values()), 1)
-    ranked = sorted(((n, b) for b, n in totals.items() if n), key=lambda t: (-t[0], t[1]))
-    return dict(sorted(totals.items())), ", ".join(f"{b} {100 * n / total:.0f}%" for n, b in ranked)
 
 
 class Trainer:
@@ -242,21 +92,13 @@ class Trainer:
 
     # -- setup ----------------------------------------------------------------------------------------------
     def _read_resume(self, resume: PathLike) -> Dict[str, Any]:
-        from .loading import read_training_checkpoint
-
-        path = Path(resume)
-        if path.is_dir():
-            path = path / CHECKPOINT_NAME
+        path = checkpoint_file(resume)
         ckpt = None
         if self.ctx.is_main:
-            if not path.is_file():
-                ckpt = WorkflowError(f"nothing to resume: {str(path)!r} does not exist (a run folder holds "
-                                     f"{CHECKPOINT_NAME} once its first epoch has finished)")
-            else:
-                try:
-                    ckpt = read_training_checkpoint(path)
-                except Exception as e:  # handed to every rank, raised below
-                    ckpt = e
+            try:
+                ckpt = read_checkpoint(path)
+            except Exception as e:  # handed to every rank, raised below
+                ckpt = e
         ckpt = broadcast_object(ckpt, self.ctx)
         if isinstance(ckpt, BaseException):
             raise ckpt
@@ -267,13 +109,7 @@ class Trainer:
         if resume is not None:
             return self.resume_path.parent
         out = broadcast_object(self.cfg.output or default_output(self.cfg.model.split(".")[0]), self.ctx)
-        run = Path(out)
-        if (run / CHECKPOINT_NAME).exists():
-            raise WorkflowError(f"run folder {str(run)!r} already holds a run ({CHECKPOINT_NAME}); continue it with "
-                                f"--resume {run}, or choose another --output")
-        if run.exists() and not run.is_dir():
-            raise WorkflowError(f"--output {str(run)!r} is a file; give a folder")
-        return run
+        return new_run_dir(out)
 
     def _datasets(self) -> None:
         """Scans the training (and validation) folders; transforms are set once the model is known."""
@@ -312,7 +148,7 @@ class Trainer:
             self.base_args = dict(self.ckpt["model_args"], num_classes=k)
             base = load_model(self.arch, model_kwargs=self.base_args).model
             self._set_transforms(base)
-            self.schedule = self._resumed_schedule(base)
+            self.schedule = resumed_schedule(self.ckpt, cfg, self.arch, base, self.resume_path)
             model = self._add_peft(base, self.ckpt.get("peft"))
             if set(model.state_dict()) != set(self.ckpt["state_dict"]):
                 raise WorkflowError(f"{str(self.resume_path)!r} does not fit the rebuilt {self.arch}; it was written "
@@ -341,109 +177,10 @@ class Trainer:
             self.head_note = f"a new {k}-class head"
         self.base_args = _model_args(base)
         self._set_transforms(base)
-        self.schedule = self._selection_schedule(base)
+        self.schedule, self.selection_note = schedule_for_run(cfg, self.arch, base)
         return self._add_peft(base, cfg.peft)
 
-    # -- basis selection (S-KAN) ----------------------------------------------------------------------------
-    def _selection_schedule(self, base: nn.Module):
-        """The :class:`~kanzoo.layers.SelectionSchedule` of a fresh run: the options, completed from the model's
-        pretrained cfg ``selection``; None for a model without selectable layers (or --no-selection, --peft).
-        Raises before training starts when the settings do not fit the model or --epochs."""
-        from timm.models import get_pretrained_cfg
-
-        from ..layers.selectable import SelectionSchedule, selectable_layers
-
-        cfg = self.cfg
-        given = cfg.selection_flags()
-        layers = selectable_layers(base)
-        self.selection_note = None
-        if not layers:
-            if given:
-                raise WorkflowError(f"{', '.join(given)}: {self.arch} has no selectable KAN layers to select and "
-                                    f"prune (S-KAN models: kanzoo list s_convkan); drop these options")
-            return None
-        if cfg.no_selection:
-            self.selection_note = "off (--no-selection): every basis trains throughout; the model is not pruned"
-            return None
-        if cfg.peft is not None:
-            self.selection_note = ("off: adapters (--peft) cannot be pruned; train and prune first, then adapt the "
-                                   "pruned run")
-            return None
-        pcfg = get_pretrained_cfg(self.arch)
-        saved = dict(getattr(pcfg, "selection", None) or {}) if pcfg is not None else {}
-        where = f"{self.arch}'s pretrained cfg"
-        select = cfg.select_epoch if cfg.select_epoch is not None else saved.get("full_epochs")
-        if select is None:
-            if given:
-                raise WorkflowError(f"give --select-epoch N too: {where} has no selection settings to complete "
-                                    f"{', '.join(given)}")
-            self.selection_note = (f"off: {where} has no selection settings; give --select-epoch N [--prune-epoch "
-                                   f"M] to select and prune")
-            return None
-        if select > cfg.epochs:
-            raise WorkflowError(f"{where} selects after {select} epochs, past --epochs {cfg.epochs}; give "
-                                f"--select-epoch N --prune-epoch M (1 <= N <= M <= {cfg.epochs}), or --no-selection")
-        prune = cfg.prune_epoch
-        if prune is None:
-            if not saved:
-                prune = cfg.epochs  # no recipe: prune after the last epoch
-            elif saved.get("prune", True):
-                prune = min(select + int(saved.get("select_epochs", 0)), cfg.epochs)
-        if prune is not None and prune < select:
-            raise WorkflowError(f"--prune-epoch {prune} comes before the selection after {select} epochs ({where}'s "
-                                f"default; set --select-epoch)")
-        top_k = cfg.select_top_k if cfg.select_top_k is not None else int(saved.get("top_k", 1))
-        pool = min(layer.num_members for _, layer in layers)
-        if top_k > pool:
-            raise WorkflowError(f"--select-top-k {top_k} is more than the {pool} candidate bases of {self.arch}'s "
-                                f"layers; give 1 to {pool}")
-        return SelectionSchedule(full_epochs=select, select_epochs=(prune - select) if prune is not None else 0,
-                                 top_k=top_k, prune=prune is not None)
-
-    def _resumed_schedule(self, base: nn.Module):
-        """The schedule saved in the resume checkpoint, with ``base`` brought to the checkpoint's phase (the
-        selection masks re-applied; a pruned run's model is already rebuilt pruned from its model args, or
-        is pruned here), so that the checkpoint's weights fit."""
-        from ..layers.selectable import SelectionSchedule
-
-        saved = self.ckpt.get("selection")
-        cfg_saved = self.ckpt.get("config") or {}
-        changed = [f"--{k.replace('_', '-')}" for k in ("select_epoch", "prune_epoch", "select_top_k", "no_selection")
-                   if k in cfg_saved and cfg_saved[k] != getattr(self.cfg, k)]
-        if changed:
-            raise WorkflowError(f"{', '.join(changed)} cannot change when resuming: the run's basis selection is "
-                                f"fixed when it starts; resume with the run's own settings")
-        if not saved:
-            return None
-        try:
-            sched = SelectionSchedule(**{k: saved[k] for k in ("full_epochs", "select_epochs", "top_k", "prune")})
-            sched.load_state_dict(saved)
-            done = int(self.ckpt["epoch"])
-            if done >= 1:
-                sched.on_epoch_start(done - 1, base)
-        except (KeyError, TypeError, ValueError) as e:
-            raise WorkflowError(f"the basis selection saved in {str(self.resume_path)!r} does not fit the rebuilt "
-                                f"{self.arch} ({e})") from None
-        if sched.state != saved.get("state", sched.state):
-            raise WorkflowError(f"the basis selection saved in {str(self.resume_path)!r} is in phase "
-                                f"{saved.get('state')!r}, the replay reached {sched.state!r}")
-        return sched
-
-    def _freeze_alphas(self) -> None:
-        """From the selective phase on, the mixing weights stop training (the optimizer skips them)."""
-        from ..layers.selectable import selectable_layers
-
-        if self.schedule is not None and self.schedule.state != "full":
-            for _, layer in selectable_layers(self.model):
-                layer.alpha.requires_grad_(False)
-
-    def _record_pruned(self) -> None:
-        """Puts the pruned selection into the model arguments (config.json, the checkpoint's model_args) when
-        the model can be built pruned from them (it has ``record_pruned``, e.g. SConvKAN)."""
-        record = getattr(self.model, "record_pruned", None)
-        if callable(record):
-            self.base_args["pruned_selection"] = record(self.schedule.masks)
-
+    # -- basis selection (S-KAN; the policy is kanzoo.workflows.selection) ----------------------------------
     def _rebuild_optimizer(self) -> None:
         """A new optimizer and lr schedule over the pruned model's parameters. Parameters that survived pruning
         (the head, ...) keep their optimizer state; the lr schedule goes on at ``num_updates``."""
@@ -457,8 +194,6 @@ class Trainer:
     def _apply_selection(self, epoch: int) -> None:
         """Applies the schedule's transitions due before ``epoch`` (0-based; ``cfg.epochs``: after the last
         epoch), then logs and prints what happened."""
-        from ..layers.selectable import selection_summary
-
         if self.schedule is None:
             return
         model, ctx = self.model, self.ctx
@@ -468,34 +203,22 @@ class Trainer:
             return
         in_training = epoch < self.cfg.epochs
         if event == "prune":
-            self._record_pruned()
+            record_pruned(model, self.schedule.masks, self.base_args)
             if in_training:
                 self._rebuild_optimizer()
-        self._freeze_alphas()
+        freeze_alphas(self.schedule, model)
         if in_training:  # parameters were replaced (prune) or stopped training (select): DDP must know
             self.ddp = wrap_model(model, ctx)
-        after = sum(p.numel() for p in model.parameters())
-        summary = selection_summary(model)
-        totals, shares = _percent_line(summary)
-        k = self.schedule.top_k
-        rec = {"kind": "selection", "event": event, "epoch": epoch + 1, "after_epoch": epoch,
-               "step": self.num_updates, "top_k": k, "params_before": before, "params": after,
-               "bases": totals, "layers": summary}
+        rec, line = selection_event(self.schedule, model, event, epoch, self.num_updates, before)
         if ctx.is_main:
             self._log(rec)
         if self.show:
-            if event == "prune":
-                what = f"pruned: {before:,} -> {after:,} parameters; bases chosen: {shares}"
-            else:
-                what = (f"kept each channel's top-{k} {'basis' if k == 1 else 'bases'} (mixing weights frozen): "
-                        f"{shares}")
-            print(f"after epoch {epoch}: {what}", flush=True)
+            print(line, flush=True)
 
     def _add_peft(self, base: nn.Module, peft_kwargs: Optional[Dict[str, Any]]) -> nn.Module:
         if peft_kwargs is None:
             self.peft_kwargs = None
             return base
-        peft = peft_module()
         kwargs = dict(peft_kwargs)
         kwargs.setdefault("num_classes", len(self.classes))
         try:
@@ -507,9 +230,6 @@ class Trainer:
         return peft.get_peft_model(base, config)
 
     def _optimizer(self, model: nn.Module):
-        from timm.optim import create_optimizer_v2
-        from timm.scheduler import CosineLRScheduler
-
         cfg = self.cfg
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
@@ -550,15 +270,13 @@ class Trainer:
         history: List[Dict[str, Any]] = []
         if self.ckpt is not None:
             start_epoch, history = self._restore()
-        self._freeze_alphas()  # after the optimizer is built: like the original run's, it holds the alphas
+        # after the optimizer is built: like the original run's, it holds the alphas
+        freeze_alphas(self.schedule, model)
         self.ddp = wrap_model(model, ctx)
         params = sum(p.numel() for p in model.parameters())
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         if ctx.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            write_json(self.run_dir / ARGS_NAME, dataclasses.asdict(cfg))
-            if self.ckpt is None and (self.run_dir / LOG_NAME).exists():  # left by a run stopped in epoch 1
-                (self.run_dir / LOG_NAME).unlink()
+            start_run_folder(self.run_dir, cfg, fresh=self.ckpt is None)
         if self.show:
             self._print_start(params, trainable, start_epoch)
         try:
@@ -572,7 +290,7 @@ class Trainer:
                 if ctx.is_main:
                     self._save_checkpoint(epoch + 1, record)
                 if self.show:
-                    print(_fmt_record(record, cfg.epochs), flush=True)
+                    print(format_epoch(record, cfg.epochs), flush=True)
                 barrier(ctx)
             self._apply_selection(cfg.epochs)  # a selection or pruning set for after the last epoch
         except KeyboardInterrupt:
@@ -588,9 +306,9 @@ class Trainer:
                            model=final, history=history)
 
     def _print_interrupted(self) -> None:
-        ckpt = self.run_dir / CHECKPOINT_NAME
-        if ckpt.is_file():
-            done = torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"]
+        done = finished_epochs(self.run_dir)
+        if done is not None:
+            ckpt = self.run_dir / CHECKPOINT_NAME
             cmd = "finetune" if self.cfg.peft is not None else "train"
             msg = (f"interrupted; {ckpt} holds epoch {done}/{self.cfg.epochs}; continue with: "
                    f"kanzoo {cmd} --resume {self.run_dir}")
@@ -608,14 +326,8 @@ class Trainer:
         print(f"data: {len(self.train_set):,} images in {len(self.classes)} classes{val}; input {size}; "
               f"{self.steps_per_epoch} steps/epoch of {cfg.batch_size} x {ctx.world_size} process(es) on "
               f"{ctx.device}{' (' + ctx.backend + ')' if ctx.backend else ''}", flush=True)
-        sched = self.schedule
-        if sched is not None:
-            sel, prune = sched.full_epochs, sched.full_epochs + sched.select_epochs
-            pruned = (f"pruned after epoch {prune}" + (" (the last)" if prune == cfg.epochs else "")
-                      if sched.prune else "not pruned")
-            print(f"basis selection: every basis for epochs 1-{sel}, then each channel's top-{sched.top_k} "
-                  f"(mixing weights frozen); {pruned} (--select-epoch {sel}"
-                  f"{f' --prune-epoch {prune}' if sched.prune else ''} --select-top-k {sched.top_k})", flush=True)
+        if self.schedule is not None:
+            print(f"basis selection: {describe_schedule(self.schedule, cfg.epochs)}", flush=True)
         elif self.selection_note:
             print(f"basis selection: {self.selection_note}", flush=True)
         if start_epoch:
@@ -651,15 +363,12 @@ class Trainer:
             self._log(record)
         return record
 
-    # -- files ----------------------------------------------------------------------------------------------
+    # -- files (kanzoo.workflows.run_folder) ----------------------------------------------------------------
     def _log(self, record: Dict[str, Any]) -> None:
-        with open(self.run_dir / LOG_NAME, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        append_log(self.run_dir, record)
 
     def _save_checkpoint(self, epochs_done: int, record: Dict[str, Any]) -> None:
-        from .. import __version__
-
-        state = {
+        write_checkpoint(self.run_dir, {
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "optimizer": self.opt.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
@@ -674,18 +383,14 @@ class Trainer:
             "config": dataclasses.asdict(self.cfg),
             "metrics": record,
             "selection": self.schedule.state_dict() if self.schedule is not None else None,
-            "kanzoo_version": __version__,
-        }
-        atomic_write(self.run_dir / CHECKPOINT_NAME, lambda p: torch.save(state, p))
+        })
 
     def _restore(self) -> Tuple[int, List[Dict[str, Any]]]:
         ckpt, cfg = self.ckpt, self.cfg
         if list(ckpt.get("label_names") or []) != list(self.classes):
             raise WorkflowError(f"the data's classes {self.classes[:5]}... differ from the run's "
                                 f"{list(ckpt.get('label_names') or [])[:5]}...; resume with the same --data")
-        saved = ckpt.get("config") or {}
-        changed = [f"{k} {saved[k]!r} -> {v!r}" for k, v in dataclasses.asdict(cfg).items()
-                   if k in saved and k not in _RUNTIME_FIELDS and _norm(saved[k]) != _norm(v)]
+        changed = cfg.changed_from(ckpt.get("config") or {})
         if changed and self.ctx.is_main:
             warn(f"resuming with changed settings ({'; '.join(changed)}); the result will differ from an "
                  f"uninterrupted run")
@@ -700,37 +405,16 @@ class Trainer:
         start = int(ckpt["epoch"])
         history: List[Dict[str, Any]] = []
         if self.ctx.is_main:  # drop log lines of the epoch that was cut short
-            log = self.run_dir / LOG_NAME
-            kept = [r for r in _read_log(log) if r.get("epoch", 0) <= start and
-                    not (r.get("kind") == "step" and r.get("step", 0) > self.num_updates)]
-            atomic_write(log, lambda p: Path(p).write_text("".join(json.dumps(r) + "\n" for r in kept)))
-            history = [r for r in kept if r.get("kind") == "epoch"]
+            history = trim_log(self.run_dir, start, self.num_updates)
         return start, history
 
     def _finish(self, history: List[Dict[str, Any]]) -> Optional[nn.Module]:
         """Writes the final model (merged, for an adapter run) and its config into the run folder (rank 0)."""
-        from ..hub.publish import save_pretrained
-
-        cfg, ctx = self.cfg, self.ctx
-        if not ctx.is_main:
+        if not self.ctx.is_main:
             return None
-        model = self.model.eval()
-        if self.peft_kwargs is not None:
-            model.save_pretrained(self.run_dir)
-            model = model.merge_and_unload().eval()
-        model = model.cpu()
-        model.pretrained_cfg = dict(model.pretrained_cfg, input_size=tuple(self.data_config["input_size"]),
-                                    crop_pct=self.data_config.get("crop_pct"), num_classes=model.num_classes)
-        for key in ("tag", "hf_hub_id", "url", "file", "state_dict", "source"):
-            model.pretrained_cfg.pop(key, None)
-        last = history[-1] if history else {}
-        metrics = ({"top1": round(last["val_top1"], 2), "top5": round(last["val_top5"], 2)}
-                   if last.get("val_top1") is not None else None)
-        how = (f"Trained with `kanzoo {'finetune' if cfg.peft is not None else 'train'}` for {cfg.epochs} epochs on "
-               f"{len(self.train_set)} images in {len(self.classes)} classes (class folders: "
-               f"{', '.join(self.classes[:10])}{', ...' if len(self.classes) > 10 else ''}).")
-        save_pretrained(model, self.run_dir, label_names=list(self.classes),
-                        card_kwargs=dict(metrics=metrics, provenance=how))
+        model = write_final_model(self.run_dir, self.model, self.cfg, adapters=self.peft_kwargs is not None,
+                                  data_config=self.data_config, classes=self.classes,
+                                  train_images=len(self.train_set), history=history)
         if self.show:
             files = sorted(p.name for p in self.run_dir.iterdir() if p.is_file() and not p.name.startswith("."))
             print(f"wrote {', '.join(files)} to {self.run_dir}", flush=True)
@@ -739,14 +423,8 @@ class Trainer:
         return model
 
 
-def _norm(v: Any) -> Any:
-    return json.loads(json.dumps(v))
-
-
 def train_one_epoch(tr: Trainer, epoch: int) -> Tuple[float, float, float]:
     """One pass over the training loader; returns (loss sum, correct, images) of this process."""
-    from tqdm import tqdm
-
     cfg, ctx = tr.cfg, tr.ctx
     tr.ddp.train()
     loss_sum, correct, seen = 0.0, 0.0, 0.0
@@ -795,21 +473,11 @@ def train_one_epoch(tr: Trainer, epoch: int) -> Tuple[float, float, float]:
 
 
 def train(cfg: TrainConfig, resume: Optional[PathLike] = None) -> TrainResult:
-    """Runs (or with ``resume``, continues) a training run; see the module docstring for the run folder."""
+    """Runs (or with ``resume``, continues) a training run; the run folder is described in
+    :mod:`kanzoo.workflows.run_folder`."""
     cfg.check()
     ctx = setup(cfg.device)
     try:
         return Trainer(cfg, ctx, resume).run()
     finally:
         cleanup(ctx)
-
-
-def saved_config(resume: PathLike) -> Dict[str, Any]:
-    """The ``args.json`` of a run folder (or of the folder of a checkpoint file), for ``--resume``."""
-    path = Path(resume)
-    run = path if path.is_dir() else path.parent
-    if not path.exists():
-        raise WorkflowError(f"nothing to resume: {str(path)!r} does not exist")
-    if not (run / ARGS_NAME).is_file():
-        raise WorkflowError(f"{str(run)!r} has no {ARGS_NAME}: it is not a run folder written by `kanzoo train`")
-    return read_json(run / ARGS_NAME)

@@ -1,28 +1,9 @@
-r"""Selectable KAN layers: every output channel learns which basis it uses.
+"""The selectable KAN layers and what pruning turns them into (the math: :mod:`kanzoo.layers.selectable`).
 
-S-KAN / S-ConvKAN (Yang, Zhang, Luo, Lu, Shen, "Activation Space Selectable Kolmogorov-Arnold Networks",
-arXiv 2408.08338) give each KAN node a pool of candidate activation families (B-spline, Chebyshev, wavelet,
-RBF, ...), train them in a learnable weighted combination, keep the strongest and prune the rest. The paper
-publishes no code; what kanzoo implements, and which parts are its own choices, is written down in
-docs/selectable.md. In short, for a pool of M kanzoo bases:
-
-.. math::
-    y_o = \sigma_{out}\Big(\mathrm{Norm}\big(\textstyle\sum_{m=1}^{M} \alpha_{om}\,\mathrm{KAN}_m(x)_o\big)\Big),
-    \qquad \alpha_{o\cdot} = \mathrm{softmax}\big(a_{o\cdot} / T\big)
-
-where every :math:`\mathrm{KAN}_m` is a full kanzoo KAN layer (:class:`~kanzoo.layers.KANConvNd` or
-:class:`~kanzoo.layers.KANLinear`, base branch included) over basis m, without its own norm and output
-activation, and :math:`a` (``alpha``, shape (out, M)) is learnt. The norm and activation act on the
-mixture, once. Training runs in three phases (:class:`SelectionSchedule`):
-
-1. full training: every member of every channel is active;
-2. selective training: :meth:`~SelectableKANLinear.select` keeps each channel's top-k members (α is
-   renormalised over them; with k = 1 it is exactly 1);
-3. pruning: :meth:`~SelectableKANLinear.prune` returns a plain module that holds, per chosen basis, one KAN
-   layer with only the channels that chose it (α folded into their weights), so the compute drops.
-
-Because each member is linear in its own weights before the norm, folding α is exact: pruning changes no
-output wherever α is one-hot (in particular after ``select(1)``).
+:class:`SelectableKANLinear` and :class:`SelectableKANConvNd` mix a pool of KAN layers with learnt weights α
+per output channel; :class:`PrunedKANLinear` and :class:`PrunedKANConvNd` are what their ``prune()`` returns
+when the channels chose different bases. Operations on a whole model live in
+:mod:`kanzoo.layers.selectable.ops`.
 """
 from __future__ import annotations
 
@@ -33,18 +14,17 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from ..errors import NotPrunedError
-from ._utils import IntOrTuple, check_probability, fixed_ndim, init_conv_geometry
-from .bases import get_basis_class
-from .conv import KANConvNd, check_input
-from .create import LayerType, create_act, create_norm
-from .linear import KANLinear, check_features
+from ...errors import NotPrunedError
+from .._utils import IntOrTuple, check_probability, fixed_ndim, init_conv_geometry
+from ..bases import get_basis_class
+from ..conv import KANConvNd, check_input
+from ..create import LayerType, create_act, create_norm
+from ..linear import KANLinear, check_features
 
 __all__ = [
-    "DEFAULT_POOL", "NotPrunedError", "PrunedKANConvNd", "PrunedKANLinear", "SelectableKANConv1d",
-    "SelectableKANConv2d", "SelectableKANConv3d", "SelectableKANConvNd", "SelectableKANLinear", "SelectionSchedule",
-    "check_exportable", "masks_from_spec", "masks_to_spec", "prune_masks", "prune_model", "select_model",
-    "selectable_layers", "selection_summary",
+    "ALPHA_MODES", "DEFAULT_POOL", "PoolType", "PrunedKANConvNd", "PrunedKANLinear", "SELECTABLE_LAYERS",
+    "SelectableKANConv1d", "SelectableKANConv2d", "SelectableKANConv3d", "SelectableKANConvNd", "SelectableKANLinear",
+    "parse_pool",
 ]
 
 #: the candidate bases when ``pool`` is not given: B-spline, Chebyshev, Gram, Gaussian RBF and a wavelet
@@ -198,7 +178,8 @@ class _SelectableMixin:
     def check_exportable(self) -> None:
         """Raises :class:`NotPrunedError`: an unpruned selectable layer is never exported (it runs every
         candidate basis and its selection is not final). ONNX export through ``torch.onnx.export`` calls
-        this from ``forward``; kanzoo's exporters call :func:`check_exportable` on the whole model."""
+        this from ``forward``; kanzoo's exporters call :func:`~kanzoo.layers.selectable.ops.check_exportable`
+        on the whole model."""
         raise NotPrunedError(
             f"{type(self).__name__} with pool {self.labels} is not pruned: it runs all {self.num_members} "
             f"candidate bases and its basis selection is not final. Prune it before exporting: "
@@ -606,245 +587,3 @@ class PrunedKANLinear(_PrunedBase):
 
 
 SELECTABLE_LAYERS = (SelectableKANLinear, SelectableKANConvNd)
-
-
-# ---------------------------------------------------------------------------------------------- model level
-def selectable_layers(model: nn.Module) -> List[Tuple[str, nn.Module]]:
-    """``(name, layer)`` for every unpruned selectable layer in ``model`` (``''`` for the model itself)."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, SELECTABLE_LAYERS)]
-
-
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, new)
-
-
-def select_model(model: nn.Module, top_k: int = 1,
-                 masks: Optional[Mapping[str, Any]] = None) -> Dict[str, Dict[str, int]]:
-    """Calls ``select(top_k)`` on every selectable layer (or restores ``masks``: layer name -> bool (out, M)
-    tensor or nested list, as :attr:`SelectionSchedule.masks` records them). Returns
-    :func:`selection_summary`."""
-    layers = selectable_layers(model)
-    if not layers:
-        raise ValueError(f"{type(model).__name__} has no selectable KAN layers to select in")
-    if masks is not None:
-        missing = sorted(set(n for n, _ in layers) - set(masks))
-        if missing:
-            raise ValueError(f"masks has no entry for the selectable layers {missing}")
-    for name, layer in layers:
-        if masks is not None:
-            layer.select(mask=torch.as_tensor(masks[name], dtype=torch.bool, device=layer.selected.device))
-        else:
-            layer.select(top_k)
-    return selection_summary(model)
-
-
-def prune_model(model: nn.Module, top_k: Optional[int] = None) -> nn.Module:
-    """Replaces every selectable layer of ``model`` by its :meth:`prune` result, in place, and returns the
-    model (the pruned layer itself when ``model`` is a selectable layer). The parameters change: rebuild the
-    optimizer (and any EMA copy) afterwards."""
-    if isinstance(model, SELECTABLE_LAYERS):
-        return model.prune(top_k)
-    layers = selectable_layers(model)
-    if not layers:
-        raise ValueError(f"{type(model).__name__} has no selectable KAN layers to prune")
-    for name, layer in layers:
-        _replace(model, name, layer.prune(top_k))
-    return model
-
-
-def prune_masks(model: nn.Module, top_k: Optional[int] = None) -> Dict[str, torch.Tensor]:
-    """Per selectable layer of ``model``, the bool (out, M) mask of the members :func:`prune_model` (with the
-    same ``top_k``) keeps: the current selection, or each channel's top-1 in a layer that :meth:`select` never
-    narrowed. Changes nothing."""
-    return {name: layer._prune_mask(top_k).cpu() for name, layer in selectable_layers(model)}
-
-
-def masks_to_spec(masks: Mapping[str, Any]) -> Dict[str, str]:
-    """A compact, JSON-friendly form of per-layer selection masks (layer name -> bool (out, M) tensor or nested
-    list): per layer one string, with per output channel the indices of its kept members joined by ``+``, the
-    channels separated by ``,`` (``'2,0,0+3'``: channel 0 keeps member 2, channel 2 members 0 and 3).
-    :func:`masks_from_spec` reads it back."""
-    out: Dict[str, str] = {}
-    for name, mask in masks.items():
-        rows = torch.as_tensor(mask, dtype=torch.bool).cpu().tolist()
-        out[name] = ",".join("+".join(str(i) for i, keep in enumerate(row) if keep) for row in rows)
-    return out
-
-
-def masks_from_spec(spec: Mapping[str, str], model: nn.Module) -> Dict[str, torch.Tensor]:
-    """The bool (out, M) masks that :func:`masks_to_spec` wrote, checked against the selectable layers of
-    ``model`` (every layer named, one entry per output channel, member indices in range)."""
-    layers = dict(selectable_layers(model))
-    if set(spec) != set(layers):
-        raise ValueError(f"the pruned selection names layers {sorted(spec)}, but the model's selectable layers are "
-                         f"{sorted(layers)}; it was saved for other model arguments")
-    masks: Dict[str, torch.Tensor] = {}
-    for name, layer in layers.items():
-        n_out, m = layer.selected.shape
-        tokens = str(spec[name]).split(",")
-        if len(tokens) != n_out:
-            raise ValueError(f"the pruned selection of {name!r} has {len(tokens)} channels, the layer {n_out}")
-        mask = torch.zeros(n_out, m, dtype=torch.bool)
-        for o, token in enumerate(tokens):
-            try:
-                idx = [int(i) for i in token.split("+")]
-            except ValueError:
-                raise ValueError(f"the pruned selection of {name!r} has the entry {token!r}; expected member "
-                                 f"indices joined by '+'") from None
-            if not idx or any(not 0 <= i < m for i in idx):
-                raise ValueError(f"the pruned selection of {name!r} has the entry {token!r}; member indices are "
-                                 f"0 to {m - 1} (pool {layer.labels})")
-            mask[o, idx] = True
-        if m > 1 and bool(mask.all()):
-            raise ValueError(f"the pruned selection of {name!r} keeps every member of every channel: that is "
-                             f"not a pruned layer")
-        masks[name] = mask
-    return masks
-
-
-def selection_summary(model: nn.Module, top_k: Optional[int] = None) -> Dict[str, Dict[str, int]]:
-    """Per layer, how many output channels use each basis: for a selectable layer its current selection
-    (``top_k``: its top-k by α), for a pruned layer what it kept. Keys are module names."""
-    out: Dict[str, Dict[str, int]] = {}
-    for name, m in model.named_modules():
-        if isinstance(m, SELECTABLE_LAYERS):
-            out[name] = m.selection_counts(top_k)
-        elif isinstance(m, _PrunedBase):
-            out[name] = m.counts()
-        elif isinstance(getattr(m, "selected_basis", None), str):  # pruned to a plain layer of one basis
-            out[name] = {m.selected_basis: int(_out_size(m))}
-    return out
-
-
-def check_exportable(model: nn.Module) -> None:
-    """Raises :class:`NotPrunedError` naming every unpruned selectable layer of ``model``; exporters call
-    this before tracing. A model without selectable layers passes."""
-    layers = selectable_layers(model)
-    if layers:
-        names = ", ".join(repr(n or "<model>") for n, _ in layers[:8]) + (" ..." if len(layers) > 8 else "")
-        raise NotPrunedError(
-            f"{type(model).__name__} has {len(layers)} unpruned selectable KAN layer(s) ({names}): they run every "
-            f"candidate basis and their selection is not final, so they are not exported. Prune first: "
-            f"model = kanzoo.layers.prune_model(model) (after training with SelectionSchedule, or select_model "
-            f"then prune_model).")
-
-
-# ---------------------------------------------------------------------------------------------- schedule
-class SelectionSchedule:
-    """The three S-KAN phases as a training callback (epochs count from 0).
-
-    ========================================  =================================================
-    epochs                                    phase
-    ========================================  =================================================
-    ``[0, full_epochs)``                      ``'full'``: every candidate basis trains
-    ``[full_epochs, full_epochs+select_epochs)``  ``'select'``: each channel keeps its top-k
-    ``full_epochs + select_epochs`` onwards   ``'pruned'`` (with ``prune=True``)
-    ========================================  =================================================
-
-    The training loop calls, once per epoch::
-
-        event = schedule.on_epoch_start(epoch, model)   # None, 'select' or 'prune'
-        if event == "prune":            # the model's parameters were replaced
-            optimizer = make_optimizer(model)            # and re-create any EMA copy / lr scheduler state
-        ...train one epoch...
-        schedule.on_epoch_end(epoch, model, metrics)    # records the per-layer basis counts
-
-    ``on_epoch_start`` applies every transition due by ``epoch`` that has not happened yet, so resuming at
-    any epoch works: restore ``load_state_dict`` first (it carries the selection masks), call
-    ``on_epoch_start(start_epoch - 1, model)`` on the freshly built model (it re-applies the saved selection and
-    prunes if the checkpoint was pruned), then load the checkpoint's weights and build the optimizer; the loop's
-    ``on_epoch_start(start_epoch, model)`` then applies what is due at ``start_epoch``.
-
-    Args:
-        full_epochs: epochs of phase 1 (>= 1: the selection reads α, which must have trained).
-        select_epochs: epochs of phase 2 (0: prune right after selecting).
-        top_k: members each channel keeps in phase 2 (and after pruning).
-        prune: prune at the end of phase 2 (False: stay in phase 2).
-    """
-
-    PHASES = ("full", "select", "pruned")
-
-    def __init__(self, full_epochs: int, select_epochs: int, top_k: int = 1, prune: bool = True):
-        for name, v, lo in (("full_epochs", full_epochs, 1), ("select_epochs", select_epochs, 0), ("top_k", top_k, 1)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
-        self.full_epochs, self.select_epochs, self.top_k, self.prune = full_epochs, select_epochs, top_k, bool(prune)
-        self.state = "full"                   # what has been applied to the model
-        self.masks: Dict[str, List[List[bool]]] = {}
-        self.history: List[Dict[str, Any]] = []
-
-    @classmethod
-    def from_cfg(cls, cfg: Mapping[str, Any]) -> "SelectionSchedule":
-        """From a mapping with ``full_epochs``, ``select_epochs`` and optionally ``top_k`` and ``prune``
-        (the ``selection`` entry of an ``s_convkan`` pretrained cfg)."""
-        known = {"full_epochs", "select_epochs", "top_k", "prune"}
-        unknown = sorted(set(cfg) - known)
-        if unknown:
-            raise ValueError(f"unknown selection settings {unknown}; known: {sorted(known)}")
-        return cls(**dict(cfg))
-
-    def to_dict(self) -> Dict[str, Any]:
-        return dict(full_epochs=self.full_epochs, select_epochs=self.select_epochs, top_k=self.top_k,
-                    prune=self.prune)
-
-    def phase(self, epoch: int) -> str:
-        """The phase that ``epoch`` belongs to."""
-        if epoch < self.full_epochs:
-            return "full"
-        if epoch < self.full_epochs + self.select_epochs or not self.prune:
-            return "select"
-        return "pruned"
-
-    def on_epoch_start(self, epoch: int, model: nn.Module) -> Optional[str]:
-        """Applies the transitions due at ``epoch``; returns ``'prune'`` when the model's parameters were
-        replaced (rebuild the optimizer), ``'select'`` when the selection was frozen, else None."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
-        target = self.phase(epoch)
-        event = None
-        if self.PHASES.index(target) >= 1 and self.state == "full":
-            if self.masks and target == "pruned" and not selectable_layers(model):
-                pass  # resuming into the pruned phase with a model rebuilt in its pruned form: nothing to select
-            elif self.masks:  # resuming: restore the recorded selection instead of re-reading α
-                select_model(model, masks=self.masks)
-            else:
-                select_model(model, self.top_k)
-                self.masks = {n: m.selected.cpu().tolist() for n, m in selectable_layers(model)}
-            self.state, event = "select", "select"
-        if target == "pruned" and self.state == "select":
-            if selectable_layers(model):
-                if not any(layer.is_selected for _, layer in selectable_layers(model)):
-                    select_model(model, masks=self.masks)
-                # what pruning keeps (differs from the selection only where select narrowed nothing, e.g.
-                # top_k = pool size: then each channel's top-1), so a resumed run rebuilds the same structure
-                self.masks = {n: m.tolist() for n, m in prune_masks(model).items()}
-                prune_model(model)
-            self.state, event = "pruned", "prune"
-        return event
-
-    def on_epoch_end(self, epoch: int, model: nn.Module, metrics: Optional[Mapping[str, float]] = None) -> None:
-        """Records the phase and the per-layer basis counts (each channel's top-k while all bases train)."""
-        top_k = self.top_k if self.state == "full" else None
-        self.history.append(dict(epoch=epoch, phase=self.state, metrics=dict(metrics or {}),
-                                 selection=selection_summary(model, top_k)))
-
-    def state_dict(self) -> Dict[str, Any]:
-        return dict(self.to_dict(), state=self.state, masks=self.masks, history=self.history)
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restores what :meth:`state_dict` saved. The model is brought to the saved phase by the next
-        :meth:`on_epoch_start` (it must be a freshly built, unpruned model; or, when the saved phase is
-        ``'pruned'``, one already rebuilt in its pruned form, e.g. from :func:`masks_to_spec` of :attr:`masks`)."""
-        settings = {k: state[k] for k in ("full_epochs", "select_epochs", "top_k", "prune") if k in state}
-        if settings != self.to_dict():
-            raise ValueError(f"the saved schedule {settings} differs from this one {self.to_dict()}; build the "
-                             f"SelectionSchedule with the saved settings to resume")
-        self.masks = {k: [list(r) for r in v] for k, v in dict(state.get("masks", {})).items()}
-        self.history = list(state.get("history", []))
-        self.state = "full"  # the fresh model is unpruned; on_epoch_start replays the transitions
-
-    def __repr__(self) -> str:
-        return (f"SelectionSchedule(full_epochs={self.full_epochs}, select_epochs={self.select_epochs}, "
-                f"top_k={self.top_k}, prune={self.prune})")
