@@ -1,3 +1,4 @@
+"""``python -m kanzoo``: the ``kanzoo`` command."""
 import sys
 
 from .cli import main

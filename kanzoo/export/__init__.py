@@ -11,9 +11,7 @@ True
 ``export/predict_onnx.py`` (outside the package) runs such a file on images with onnxruntime, numpy and
 pillow only; ``export/README.md`` describes deployment.
 """
-from .api import (
-    FILE_SUFFIXES, FORMATS, add_export_arguments, build_model, export_model, load_checkpoint_state, run_export,
-)
+from .api import FILE_SUFFIXES, FORMATS, build_model, export_model, load_checkpoint_state
 from .metadata import build_metadata, resolve_data_config, resolve_labels
 from .moe import DenseRoutedMoE, make_moe_exportable
 from .onnx import (
@@ -26,8 +24,8 @@ from .verify import ExportError, ExportReport, ExportVerificationError
 
 __all__ = [
     "DenseRoutedMoE", "ExportError", "ExportReport", "ExportVerificationError", "FILE_SUFFIXES", "FORMATS", "MIN_OPSET",
-    "QUANTIZE_MODES", "TORCHSCRIPT_METHODS", "add_export_arguments", "build_metadata", "build_model",
+    "QUANTIZE_MODES", "TORCHSCRIPT_METHODS", "build_metadata", "build_model",
     "default_opset", "export_model", "load_checkpoint_state", "load_pt2_metadata", "load_torchscript_metadata",
     "make_moe_exportable", "onnx_session", "onnxruntime_max_opset", "quantize_onnx", "read_metadata",
-    "resolve_data_config", "resolve_labels", "run_export", "supported_opsets", "to_onnx", "to_pt2", "to_torchscript",
+    "resolve_data_config", "resolve_labels", "supported_opsets", "to_onnx", "to_pt2", "to_torchscript",
 ]

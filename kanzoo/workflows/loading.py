@@ -16,14 +16,15 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
+from huggingface_hub import hf_hub_download
 from timm.data import ImageNetInfo, infer_imagenet_subset
 from timm.models import get_pretrained_cfg, split_model_name_tag
 
 from .. import peft
-from ..errors import NoPretrainedWeightsError, WeightsMismatchError, WorkflowError
+from ..errors import NoPretrainedWeightsError, UnknownModelError, WeightsMismatchError, WorkflowError
 from ..io import PathLike, read_json
-from ..models import create_model
-from ..weights import load_state_file, load_state_strict, unwrap_checkpoint
+from ..models import create_model, list_models, list_pretrained
+from ..weights import download_weights, load_state_file, load_state_strict, split_hub_id, unwrap_checkpoint
 
 #: the training checkpoint ``kanzoo train`` writes into its run folder each epoch
 CHECKPOINT_NAME = "checkpoint.pth"
@@ -240,11 +241,6 @@ def load_model_with_adapter_base(name: Optional[str], pretrained: bool = False,
 def published_weights_cfg(name: str):
     """The pretrained cfg of ``name`` (``arch.tag``; the default tag for a bare ``arch``) whose weights are on the
     Hub; :class:`~kanzoo.errors.UnknownModelError` for an unknown architecture or a tag without weights."""
-    from timm.models import get_pretrained_cfg
-
-    from ..errors import UnknownModelError
-    from ..models import list_models, list_pretrained
-
     arch = _arch(name)
     if arch not in list_models(arch):
         raise UnknownModelError(f"unknown model {arch!r}; `kanzoo list` shows all models")
@@ -260,11 +256,7 @@ def download_pretrained(name: str, revision: Optional[str] = None, cache_dir: Op
     ``name`` is ``arch.tag`` (its cfg's Hub repo, file and sha256) or ``hf-hub:org/repo[@revision]`` (whose
     ``config.json`` is fetched too, so that ``create_model`` works offline later); ``revision`` replaces the
     one the cfg or the name gives."""
-    from ..weights import download_weights, split_hub_id
-
     if name.startswith("hf-hub:"):
-        from huggingface_hub import hf_hub_download
-
         repo_id, named_revision = split_hub_id(name[len("hf-hub:"):])
         hf_hub_download(repo_id, "config.json", revision=revision or named_revision, cache_dir=cache_dir,
                         library_name="kanzoo")
@@ -286,8 +278,6 @@ def create_model_code(name: str, folder: PathLike, config: Dict[str, Any]) -> st
 
     The overlay repeats what differs from the registered cfg: timm drops a classifier whose ``num_classes``
     differs from the cfg's, and the input size drives the preprocessing."""
-    from timm.models import get_pretrained_cfg
-
     registered, written = get_pretrained_cfg(name), config.get("pretrained_cfg") or {}
     overlay = f"file='{Path(folder) / 'model.safetensors'}'"
     for key in ("num_classes", "input_size"):
