@@ -12,6 +12,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from ..layers.selectable import check_exportable
+
 from .metadata import model_name, model_task
 from .moe import make_moe_exportable
 from .verify import ExportError
@@ -34,10 +36,6 @@ def check_model(model: nn.Module) -> None:
         if t.is_floating_point() and t.dtype != torch.float32:
             raise ValueError(f"{model_name(model)}: tensor {name!r} is {t.dtype}; export a float32 model "
                              f"(model.float()); int8 comes from quantize='dynamic'|'static'")
-    try:
-        from ..layers.selectable import check_exportable
-    except ImportError:  # pragma: no cover  (older layer library)
-        return
     check_exportable(model)
 
 

@@ -21,8 +21,9 @@ from ._prepare import (
     InputSize, StagedFiles, check_inputs, check_parent, eager_outputs, explain_instability, export_mode, first_line,
     quiet_export_warnings, resolve_batch, resolve_input_size, spatial_options,
 )
-from .metadata import build_metadata, model_name, model_task, to_onnx_props
-from .verify import ExportError, ExportReport, ExportVerificationError, check_rtol, verify_with_fallback
+from .metadata import build_metadata, from_onnx_props, model_name, model_task, to_onnx_props
+from .quantize import check_quantize_args, quantize_onnx
+from .verify import Comparison, ExportError, ExportReport, ExportVerificationError, check_rtol, verify_with_fallback
 
 __all__ = ["MIN_OPSET", "to_onnx", "default_opset", "supported_opsets", "onnxruntime_max_opset",
            "exporter_max_opset", "onnx_session", "read_metadata"]
@@ -101,7 +102,6 @@ def read_metadata(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     """kanzoo's metadata dict of an exported ONNX file (empty for other ONNX files)."""
     import onnx
 
-    from .metadata import from_onnx_props
 
     model = onnx.load(str(path), load_external_data=False)
     return from_onnx_props({p.key: p.value for p in model.metadata_props})
@@ -202,7 +202,6 @@ def to_onnx(
     rtol = check_rtol(rtol)
     q_images = None
     if quantize is not None:
-        from .quantize import check_quantize_args
 
         q_images = check_quantize_args(quantize, calibration_dir)
         quantized_path = check_parent(quantized_path or path.with_name(f"{path.stem}.int8-{quantize}.onnx"))
@@ -246,7 +245,6 @@ def to_onnx(
             dynamic_dims=metas[spatial]["dynamic_dims"], size_bytes=tmp.stat().st_size, seconds=0.0, notes=notes,
             extra={"opset": opset, "architecture": name, "task": model_task(model), "input_size": list(size)})
         if quantize is not None:
-            from .quantize import quantize_onnx
 
             q_tmp = staged.stage(quantized_path)
             tq = time.perf_counter()
@@ -266,7 +264,6 @@ def _verify_quantized(tmp: Path, final: Path, mode: str, inputs, expected, dims:
     """Checks that an int8 model loads, passes the checker and runs, and measures it against eager."""
     import onnx
 
-    from .verify import Comparison
 
     try:
         onnx.checker.check_model(str(tmp), full_check=True)

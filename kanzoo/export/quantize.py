@@ -20,6 +20,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
+from .metadata import from_onnx_props
+
 __all__ = ["QUANTIZE_MODES", "IMAGE_EXTENSIONS", "DEFAULT_OP_TYPES", "quantize_onnx", "list_images",
            "check_quantize_args", "calibration_batches"]
 
@@ -109,7 +111,6 @@ def quantize_onnx(
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_dynamic, quantize_static
 
-    from .metadata import from_onnx_props
 
     if images is None:
         images = check_quantize_args(mode, calibration_dir)

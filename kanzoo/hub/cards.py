@@ -14,6 +14,10 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from torch import nn
 
+from ..models import create_model, list_models, list_pretrained
+from ..models._base import model_task
+from ..profile import count_macs
+
 #: bibliographic facts for the papers kanzoo's cfgs cite: arXiv id -> (BibTeX key, authors, title, year)
 PAPERS = {
     "2407.01092": ("drokin2024kolmogorov", "Ivan Drokin",
@@ -51,7 +55,6 @@ def card_tags() -> List[str]:
     import timm
     from timm.models import get_pretrained_cfg
 
-    from ..models import list_models, list_pretrained
 
     archs = set(list_models())
     tagged = [n for n in timm.list_models(include_tags=True) if "." in n and n.split(".", 1)[0] in archs]
@@ -95,7 +98,6 @@ def _metric_type(key: str, task: str) -> str:
 
 
 def _describe(model: nn.Module, name: str) -> Dict[str, Any]:
-    from ..profile import count_macs
 
     cfg = model.pretrained_cfg
     params = sum(p.numel() for p in model.parameters())
@@ -118,8 +120,6 @@ def model_card(name_or_model: Union[str, nn.Module], name: Optional[str] = None,
     """
     from timm.models import get_pretrained_cfg, split_model_name_tag
 
-    from ..models import create_model
-    from ..models._base import model_task
 
     if isinstance(name_or_model, str):
         registered = get_pretrained_cfg(name_or_model)

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import torch
 from torch import nn
 
-from .. import __version__
+from .._version import __version__
 from ..errors import WorkflowError
 from ..hub import save_pretrained
 from ..io import PathLike, atomic_write, read_json, write_json
