@@ -50,7 +50,7 @@ RECIPES: Dict[str, Recipe] = {
     "resnet_kan": ("resnet_kagn_moe18", dict(width_scale=0.125, layers=(1, 1, 1, 1),
                                              moe_kwargs=dict(num_experts=2, top_k=1)), (3, 32, 32), None),
     "densenet_kan": ("densenet_kagn121", dict(width_scale=0.125, block_config=(1, 1)), (3, 32, 32), None),
-    "unet_kan": ("ukanet_kagn18", dict(width_scale=0.125, depths=(1, 1), widths=(32, 64)), (3, 32, 32), None),
+    "ukanet": ("ukanet_kagn18", dict(width_scale=0.125, depths=(1, 1), widths=(32, 64)), (3, 32, 32), None),
     "s_convkan": ("s_convkan_tiny", dict(width_scale=0.5), (1, 28, 28), _prune),
     # ViTs: fixed 224 input (dynamic batch only); one block
     "kat": ("kat_tiny_patch16_224", dict(width_scale=0.25, depth=1), (3, 224, 224), None),

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from timm.models import group_parameters
 
 import kanzoo
-from kanzoo.models.unet_kan import RSU, U2NET_DECODER, U2NET_ENCODER, U2KANet, UKANet
+from kanzoo.models.u2kanet import RSU, U2NET_DECODER, U2NET_ENCODER, U2KANet
+from kanzoo.models.ukanet import UKANet
 
 UKANETS = ["ukanet_kagn18", "ukanet_kagn34", "ukanet_kacn18", "ukanet_kan18"]
 U2KANETS = ["u2kanet_kagn_small", "u2kanet_kagn"]

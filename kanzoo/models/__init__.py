@@ -4,7 +4,8 @@ from . import simple_conv  # noqa: F401  (registers models)
 from . import vgg_kan  # noqa: F401
 from . import resnet_kan  # noqa: F401
 from . import densenet_kan  # noqa: F401
-from . import unet_kan  # noqa: F401
+from . import ukanet  # noqa: F401
+from . import u2kanet  # noqa: F401
 from . import ukan  # noqa: F401
 from . import mlp_kan  # noqa: F401
 from . import s_convkan  # noqa: F401
