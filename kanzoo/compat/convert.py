@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
+from timm.models import get_pretrained_cfg
 from torch import nn
+
+from ..hub import save_pretrained
+from ..models import create_model, list_models
+from ..models.mlp_kan import convert_mlpkan_state
+from ..models.ukan import VARIANTS as UKAN_VARIANTS
+from ..models.ukan import convert_ukan_state
+from ..weights import load_state_file, unwrap_checkpoint
+from .tck._state import load_strict
 
 #: ``--from`` values and what they read
 FAMILIES = {"ukan": "CUHK-AIM-Group/U-KAN (Seg_UKAN) segmentation checkpoints",
@@ -48,8 +57,6 @@ def _need(state: Dict[str, torch.Tensor], key: str, what: str) -> torch.Tensor:
 
 def describe_ukan(state: Dict[str, torch.Tensor]) -> Tuple[str, Dict[str, Any]]:
     """``(architecture, model kwargs)`` of a reference-keyed U-KAN state dict."""
-    from ..models.ukan import VARIANTS
-
     what = "U-KAN"
     e0_e1 = _need(state, "patch_embed3.proj.weight", what).shape
     e2 = _need(state, "patch_embed4.proj.weight", what).shape[0]
@@ -78,7 +85,7 @@ def describe_ukan(state: Dict[str, torch.Tensor]) -> Tuple[str, Dict[str, Any]]:
         raise ValueError("the U-KAN checkpoint has neither KAN (fc1.base_weight) nor linear (fc1.weight) layers in "
                          "block1.0.layer; is it a U-KAN segmentation model?")
     conv_default = (max(1, embed_dims[0] // 8), max(1, embed_dims[0] // 4))
-    for name, args in VARIANTS.items():
+    for name, args in UKAN_VARIANTS.items():
         if tuple(args["embed_dims"]) == embed_dims and tuple(args.get("conv_dims", conv_default)) == (c1, c2):
             return name, kwargs
     kwargs.update(embed_dims=embed_dims)
@@ -108,7 +115,6 @@ def describe_mlpkan(state: Dict[str, torch.Tensor]) -> Tuple[str, Dict[str, Any]
         kwargs["expert_hidden"] = hidden
     size = {192: "tiny", 384: "small", 768: "base"}.get(dim)
     name = f"mlp_kan_{size}_patch{patch}_{img}"
-    from ..models import list_models
     if size is None or depth != 12 or name not in list_models(name):
         kwargs.update(embed_dim=dim, depth=depth, num_heads=max(1, dim // 64), patch_size=patch, img_size=img)
         name = "mlp_kan_tiny_patch16_224"
@@ -137,17 +143,10 @@ def convert_reference_checkpoint(family: str, path: Union[str, Path], out_dir: U
         ``kanzoo.create_model(ARCH, pretrained=True, pretrained_cfg_overlay=dict(file='OUT/model.safetensors'))``
         loads the weights when ARCH's defaults match (the released U-KAN checkpoints: ``ukan_small``).
     """
-    from ..hub import load_state_file, save_pretrained
-    from ..models import create_model
-    from ..models._base import unwrap_checkpoint
-    from .tck._state import load_strict
-
     if family not in FAMILIES:
         raise ValueError(f"unknown reference family {family!r}; supported: {sorted(FAMILIES)} "
                          f"({'; '.join(f'{k}: {v}' for k, v in FAMILIES.items())})")
     state = unwrap_checkpoint(load_state_file(path))
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
     state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     try:
         found, kwargs = (describe_ukan if family == "ukan" else describe_mlpkan)(state)
@@ -157,16 +156,13 @@ def convert_reference_checkpoint(family: str, path: Union[str, Path], out_dir: U
                 f"(`kanzoo convert --from {seen}`)" if seen and seen != family else "")
         raise ValueError(f"{str(path)!r}: {e}{hint}") from None
     if family == "ukan":
-        from .ukan import convert_ukan_state
         converted = convert_ukan_state(state)
     else:
-        from .mlpkan import convert_mlpkan_state
         converted, _ = convert_mlpkan_state(state)
     kwargs.update(model_kwargs)
     name = arch or found
     full = f"{name}.{tag}" if tag else name
     # the cfg's input size follows the checkpoint's channels (and a ViT's image size)
-    from timm.models import get_pretrained_cfg
     _, h, w = get_pretrained_cfg(full).input_size
     if "img_size" in kwargs:
         h = w = int(kwargs["img_size"])

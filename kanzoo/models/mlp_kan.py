@@ -15,8 +15,9 @@ an argument, routing runs in float64, and an optional load-balancing loss is ret
 """
 from __future__ import annotations
 
+import re
 from functools import partial
-from typing import Any, Dict, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -182,12 +183,64 @@ class MLPKAN(VisionTransformer):
         return dict(total=total, active=self.active_parameters(), active_min=lo, active_max=hi)
 
 
+#: a reference block's FFN keys, dead where the block also has a ``kan`` FFN
+_DEAD = re.compile(r"^(?P<prefix>(?:.*\.)?)mlp\.fc[12]\.(?:weight|bias)$")
+
+
+def split_dead_keys(state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], List[str]]:
+    """Separates the reference's dead per-block FFN (``{block}.mlp.fc1/fc2.weight/bias``, where the block
+    also has ``{block}.kan.gate.weight``) from the rest; returns ``(live state, dead keys in order)``."""
+    live: Dict[str, torch.Tensor] = {}
+    dead: List[str] = []
+    for key, value in state.items():
+        m = _DEAD.match(key)
+        if m and f"{m.group('prefix')}kan.gate.weight" in state:
+            dead.append(key)
+        else:
+            live[key] = value
+    return live, dead
+
+
+def is_reference_mlpkan_state(state: Dict[str, torch.Tensor]) -> bool:
+    """True for reference-keyed MLP-KAN weights (a ``kan.`` FFN, or FasterKAN's ``rbf.grid``/``spline_linear``)."""
+    return any(k.startswith("kan.") or ".kan." in k or "rbf.grid" in k or "spline_linear.weight" in k
+               for k in state)
+
+
+def convert_mlpkan_state(state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], List[str]]:
+    """Reference (DLYuanGod/MLP-KAN) keys -> kanzoo keys. Returns ``(converted state, dropped dead keys)``.
+
+    The dead per-block FFN is dropped (:func:`split_dead_keys`); ``kan.*`` -> ``mlp.*``; in each FasterKAN layer
+    ``layernorm.*`` -> ``basis_norm.*``, ``rbf.grid`` -> ``basis.grid`` and ``spline_linear.weight`` (out, in·G)
+    -> ``basis_weight`` (out, in, G), G the size of the layer's grid. Every other key is kept.
+    """
+    live, dead = split_dead_keys(state)
+    out: Dict[str, torch.Tensor] = {}
+    for key, value in live.items():
+        new = re.sub(r"(^|\.)kan\.", r"\1mlp.", key)
+        if new.endswith("spline_linear.weight"):
+            prefix = key[: -len("spline_linear.weight")]
+            grid = live.get(prefix + "rbf.grid")
+            if grid is None:
+                raise KeyError(f"{key!r} has no {prefix + 'rbf.grid'!r} beside it: cannot tell the number of "
+                               f"basis functions per input")
+            g = grid.numel()
+            if value.dim() != 2 or value.shape[1] % g:
+                raise ValueError(f"{key!r} has shape {tuple(value.shape)}, not (out, in·{g})")
+            value = value.reshape(value.shape[0], value.shape[1] // g, g)
+            new = new[: -len("spline_linear.weight")] + "basis_weight"
+        elif new.endswith("rbf.grid"):
+            new = new[: -len("rbf.grid")] + "basis.grid"
+        elif ".layernorm." in "." + new:
+            new = re.sub(r"(^|\.)layernorm\.", r"\1basis_norm.", new)
+        out[new] = value
+    return out, dead
+
+
 def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: MLPKAN) -> Dict[str, torch.Tensor]:
     """Loads kanzoo or reference (DLYuanGod/MLP-KAN) weights: unwraps training checkpoints, converts reference
-    keys (drops the dead per-block MLPs, ``kan.*`` -> ``mlp.*``) and gives a model with a qkv bias zeros where
-    the checkpoint has none (the same function)."""
-    from ..compat.mlpkan import convert_mlpkan_state, is_reference_mlpkan_state
-
+    keys (:func:`convert_mlpkan_state`: drops the dead per-block MLPs, ``kan.*`` -> ``mlp.*``) and gives a model
+    with a qkv bias zeros where the checkpoint has none (the same function)."""
     state_dict = unwrap_checkpoint(state_dict)
     if state_dict and all(k.startswith("module.") for k in state_dict):
         state_dict = {k[len("module."):]: v for k, v in state_dict.items()}

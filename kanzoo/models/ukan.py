@@ -25,6 +25,7 @@ tokens. Compared with the reference code, kanzoo honours ``in_chans`` (the refer
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -367,11 +368,39 @@ class UKAN(nn.Module):
         return self.final(self.head_drop(y))[:, :, :h, :w].contiguous()
 
 
+#: a key of a reference KAN linear's knot buffer
+_GRID_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?)grid$")
+
+
+def is_reference_ukan_state(state: Dict[str, torch.Tensor]) -> bool:
+    """True for a reference-keyed U-KAN (or KAN block / KAN linear) state dict: knots in ``*.grid`` rows."""
+    return any(k.endswith(".grid") and not k.endswith("basis.grid") and v.dim() == 2 for k, v in state.items()) \
+        or ("grid" in state and state["grid"].dim() == 2)
+
+
+def convert_ukan_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Reference (CUHK-AIM-Group/U-KAN) keys -> kanzoo keys: each KAN linear's ``grid`` (in, G+2K+1) becomes
+    ``basis.grid`` (G+2K+1,) after checking that all its rows are equal; every other key is kept."""
+    out: Dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        m = _GRID_KEY.match(key)
+        if m and value.dim() == 2:
+            rows = value
+            if not torch.equal(rows, rows[:1].expand_as(rows)):
+                diff = (rows - rows[:1]).abs().max().item()
+                raise ValueError(f"{key!r}: the knot rows differ between input features (max difference {diff:g}); "
+                                 f"kanzoo's U-KAN keeps one knot row per layer (U-KAN never updates its grids). A "
+                                 f"checkpoint trained with efficient-kan's update_grid cannot be converted")
+            out[f"{m.group('prefix')}basis.grid"] = rows[0].clone()
+        else:
+            out[key] = value
+    return out
+
+
 def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: UKAN) -> Dict[str, torch.Tensor]:
     """Loads kanzoo or reference (CUHK-AIM-Group/U-KAN) weights: unwraps training checkpoints, strips a
-    ``module.`` prefix and converts reference keys (per-feature ``grid`` rows -> ``basis.grid``)."""
-    from ..compat.ukan import convert_ukan_state, is_reference_ukan_state
-
+    ``module.`` prefix and converts reference keys (:func:`convert_ukan_state`: per-feature ``grid`` rows ->
+    ``basis.grid``)."""
     state_dict = unwrap_checkpoint(state_dict)
     if state_dict and all(k.startswith("module.") for k in state_dict):
         state_dict = {k[len("module."):]: v for k, v in state_dict.items()}

@@ -16,6 +16,7 @@ Model names: ``vgg_{basis tag}[_bn]{depth}[_v{n}]``, for example ``vgg_kagn11_v4
   width_scale 2, degree 5 for polynomial bases, dropout 0.15 (0.05 with ``_bn``) and a 0.25 head dropout,
   the settings of the published checkpoints.
 """
+import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -27,8 +28,9 @@ from ..layers import BottleneckKANConv2d, KANConv2d, KANSelfAttention
 from ._base import build_kan_model, generate_kan_cfgs
 from ._base import BASIS_TAGS, PAPER_TCK, KANClassifier, _cfg, adapt_kan_stem, default_basis_kwargs, unwrap_checkpoint, \
     register_variants
+from ._tck_layers import StateReader, convert_layer_state
 
-__all__ = ["VGGKAN", "CFGS"]
+__all__ = ["VGGKAN", "CFGS", "convert_vgg_state", "is_reference_vgg_state"]
 
 _DEPTHS = {
     11: [16, "M", 32, "M", 64, 64, "M", 128, 128, "M", 128, 128],
@@ -219,6 +221,46 @@ class VGGKAN(KANClassifier):
         return take
 
 
+_REFERENCE_KEY = re.compile(r"^features\.\d+\.(module\.)?(poly_weights|beta_weights|base_conv\.|layer_norm\.|"
+                            r"spline_conv\.|poly_conv\.|relukan_conv\.|inner_proj\.\d|proj_q\.)")
+
+
+def is_reference_vgg_state(state_dict: Dict[str, Any]) -> bool:
+    """True for a torch-conv-kan VGG state dict (its conv/classifier key names), False for kanzoo's."""
+    if "head.fc.weight" in state_dict:
+        return False
+    return any(k.startswith("classifier.") or _REFERENCE_KEY.match(k) for k in state_dict)
+
+
+def convert_vgg_reader(reader: StateReader, model: VGGKAN) -> Dict[str, torch.Tensor]:
+    """Maps a torch-conv-kan VGG state (``VGGKAGN``/``VGGKAGN_BN``, read through ``reader``) to ``model``'s keys.
+
+    The reference keeps one module per config entry in ``features`` (max-pools take an index) and a
+    ``classifier = Sequential(Dropout, Linear)``, so ``features.{i}.*`` (``features.{i}.module.*`` when
+    ``l1_decay > 0`` wrapped the layer) maps to ``features.{i}.*``, each layer by
+    :func:`~kanzoo.models._tck_layers.convert_layer_state`, and ``classifier.1.*`` to ``head.fc.*``.
+    """
+    out: Dict[str, torch.Tensor] = {}
+    for i, layer in enumerate(model.features):
+        if isinstance(layer, nn.MaxPool2d):
+            continue
+        src = f"features.{i}."
+        if any(k.startswith(src + "module.") for k in reader.state):
+            src += "module."
+        out.update(convert_layer_state(reader.sub(src), layer, f"features.{i}."))
+    out["head.fc.weight"] = reader.take("classifier.1.weight")
+    out["head.fc.bias"] = reader.take("classifier.1.bias")
+    return out
+
+
+def convert_vgg_state(state_dict: Dict[str, torch.Tensor], model: VGGKAN) -> Dict[str, torch.Tensor]:
+    """Strict conversion of a whole torch-conv-kan VGG state dict: every reference key must be used."""
+    reader = StateReader(dict(state_dict))
+    out = convert_vgg_reader(reader, model)
+    reader.finish()
+    return out
+
+
 def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: VGGKAN) -> Dict[str, torch.Tensor]:
     """Loads kanzoo or torch-conv-kan VGG weights into ``model``'s key layout.
 
@@ -226,7 +268,6 @@ def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: VGGKAN) -> 
     keys (``features.0.poly_weights``, ``classifier.1.weight`` ...) strictly, then adapts the stem to
     ``model.in_chans``.
     """
-    from ..compat.tck.vgg import convert_vgg_state, is_reference_vgg_state
     state_dict = unwrap_checkpoint(state_dict)
     if state_dict and all(k.startswith("module.") for k in state_dict):
         state_dict = {k[len("module."):]: v for k, v in state_dict.items()}

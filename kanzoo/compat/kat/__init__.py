@@ -28,8 +28,12 @@ from functools import partial
 from typing import Any, Dict, Optional
 
 import torch
+from timm.models.vision_transformer import Block
 from torch import nn
 
+from ...layers.rational import GRKANMlp, GroupRational
+from ...models import create_model
+from ...weights import unwrap_checkpoint
 from ..tck._state import StateReader
 
 FAMILIES = ("KAT_Group", "KAN-MLP", "KAT-Block", "KAT-model", "KAT-hub")
@@ -74,8 +78,6 @@ def _kwargs(case: Dict[str, Any]) -> Dict[str, Any]:
 def build(case: Dict[str, Any], **overrides: Any) -> nn.Module:
     """The kanzoo module a description stands for, freshly initialised (``overrides`` go to its constructor,
     e.g. ``rational_kernel``/``kernel`` or ``device``)."""
-    from ...layers.rational import GRKANMlp, GroupRational
-
     fam = family_of(case)
     kw = _kwargs(case)
     if fam == "KAT_Group":
@@ -87,15 +89,11 @@ def build(case: Dict[str, Any], **overrides: Any) -> nn.Module:
                         bias=kw.pop("bias", True), drop=kw.pop("drop", 0.0), act_init=kw.pop("act_init", "gelu"),
                         kernel=kernel, **_reject(kw, fam), **overrides)
     if fam == "KAT-Block":
-        from timm.models.vision_transformer import Block
-
         kernel = overrides.pop("kernel", None)
         mlp = partial(GRKANMlp, act_init=kw.pop("act_init", "gelu"), kernel=kernel)
         return Block(kw.pop("dim"), kw.pop("num_heads"), mlp_ratio=kw.pop("mlp_ratio", 4.0),
                      qkv_bias=kw.pop("qkv_bias", False), norm_layer=_norm_layer(kw.pop("norm_layer", None)),
                      mlp_layer=mlp, **_reject(kw, fam), **overrides)
-    from ...models import create_model
-
     name = case.get("timm_model")
     if not name:
         raise ValueError(f"a {fam} description needs 'timm_model' (e.g. 'kat_tiny_patch16_224')")
@@ -136,11 +134,7 @@ def from_reference(case: Dict[str, Any], state_dict: Optional[Dict[str, torch.Te
     if state_dict is None:
         module = build(case, **overrides)
         return module.to(dtype) if dtype is not None else module
-    from ...models._base import unwrap_checkpoint
-
     state = unwrap_checkpoint(state_dict)
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
     # built on the meta device: nothing is initialised only to be overwritten
     module = build(case, **dict(overrides, device="meta"))
     reader = StateReader(state)

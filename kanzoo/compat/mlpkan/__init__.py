@@ -22,7 +22,9 @@ Key changes: each block's ``kan.*`` (the FFN that runs) becomes ``mlp.*``; the b
 (a standard FFN the reference builds and never calls, see :func:`split_dead_keys`) is dropped; in a FasterKAN
 layer ``layernorm`` -> ``basis_norm``, ``rbf.grid`` -> ``basis.grid`` (a buffer, not a frozen parameter) and
 ``spline_linear.weight`` (out, in·G) -> ``basis_weight`` (out, in, G). Loading is strict: apart from the dead
-keys every reference key is used and every kanzoo tensor filled.
+keys every reference key is used and every kanzoo tensor filled. The key conversion is the model's own
+(:func:`kanzoo.models.mlp_kan.convert_mlpkan_state`, re-exported here with :func:`split_dead_keys` and
+:func:`is_reference_mlpkan_state`), so the model's checkpoint filter reads reference weights too.
 
 Routing precision: ``router_dtype`` (default ``torch.float64``, kanzoo's; ``torch.float32`` is the
 reference's) sets the dtype of the router's softmax, top-k and renormalisation.
@@ -31,18 +33,20 @@ from __future__ import annotations
 
 import re
 from functools import partial
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import torch
+from timm.models.vision_transformer import Block
 from torch import nn
 
+from ...layers import FasterKAN, MoEKANMlp, fasterkan_linear
+from ...models.mlp_kan import MLPKAN, convert_mlpkan_state, is_reference_mlpkan_state, split_dead_keys
 from ..tck._state import load_strict
 
 FAMILIES = ("FasterKANLayer", "FasterKAN", "MoE_KAN_MLP", "kanBlock", "VisionKAN", "VisionKAN-full")
 _CLASS_FAMILIES = {"FasterKANLayer": "FasterKANLayer", "FasterKAN": "FasterKAN", "MoE_KAN_MLP": "MoE_KAN_MLP",
                    "kanBlock": "kanBlock", "VisionKAN": "VisionKAN"}
 
-_DEAD = re.compile(r"^(?P<prefix>(?:.*\.)?)mlp\.fc[12]\.(?:weight|bias)$")
 _ENTRYPOINTS = {  # reference entrypoint -> (embed dim, heads, img size)
     "deit_tiny_patch16_224_KAN": (192, 3, 224), "deit_small_patch16_224_KAN": (384, 6, 224),
     "deit_base_patch16_224_KAN": (768, 12, 224), "deit_base_patch16_384_KAN": (768, 12, 384),
@@ -76,11 +80,6 @@ def _kan_kwargs(kw: Dict[str, Any]) -> Dict[str, Any]:
 
 def build(case: Dict[str, Any], router_dtype: torch.dtype = torch.float64, device=None) -> nn.Module:
     """The kanzoo module of a description (freshly initialised; ``device='meta'`` allocates nothing)."""
-    from timm.models.vision_transformer import Block
-
-    from ...layers import FasterKAN, MoEKANMlp, fasterkan_linear
-    from ...models.mlp_kan import MLPKAN
-
     fam = family_of(case)
     kw = dict(case.get("ctor_kwargs", {}))
     dtype_name = {torch.float64: "float64", torch.float32: "float32"}[router_dtype]
@@ -108,51 +107,6 @@ def build(case: Dict[str, Any], router_dtype: torch.dtype = torch.float64, devic
                   embed_dim=int(kw["embed_dim"]), depth=int(kw["depth"]), num_heads=int(kw["num_heads"]),
                   qkv_bias=False, expert_hidden=int(kw.get("hdim_kan", 192)), router_dtype=dtype_name,
                   norm_eps=_eps(kw.get("norm_layer"), 1e-6), block_norm_eps=1e-5, device=device)
-
-
-def split_dead_keys(state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], List[str]]:
-    """Separates the reference's dead per-block FFN (``{block}.mlp.fc1/fc2.weight/bias``, where the block
-    also has ``{block}.kan.gate.weight``) from the rest; returns ``(live state, dead keys in order)``."""
-    live: Dict[str, torch.Tensor] = {}
-    dead: List[str] = []
-    for key, value in state.items():
-        m = _DEAD.match(key)
-        if m and f"{m.group('prefix')}kan.gate.weight" in state:
-            dead.append(key)
-        else:
-            live[key] = value
-    return live, dead
-
-
-def is_reference_mlpkan_state(state: Dict[str, torch.Tensor]) -> bool:
-    """True for reference-keyed MLP-KAN weights (a ``kan.`` FFN, or FasterKAN's ``rbf.grid``/``spline_linear``)."""
-    return any(k.startswith("kan.") or ".kan." in k or "rbf.grid" in k or "spline_linear.weight" in k
-               for k in state)
-
-
-def convert_mlpkan_state(state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], List[str]]:
-    """Reference keys -> kanzoo keys. Returns ``(converted state, dropped dead keys)``."""
-    live, dead = split_dead_keys(state)
-    out: Dict[str, torch.Tensor] = {}
-    for key, value in live.items():
-        new = re.sub(r"(^|\.)kan\.", r"\1mlp.", key)
-        if new.endswith("spline_linear.weight"):
-            prefix = key[: -len("spline_linear.weight")]
-            grid = live.get(prefix + "rbf.grid")
-            if grid is None:
-                raise KeyError(f"{key!r} has no {prefix + 'rbf.grid'!r} beside it: cannot tell the number of "
-                               f"basis functions per input")
-            g = grid.numel()
-            if value.dim() != 2 or value.shape[1] % g:
-                raise ValueError(f"{key!r} has shape {tuple(value.shape)}, not (out, in·{g})")
-            value = value.reshape(value.shape[0], value.shape[1] // g, g)
-            new = new[: -len("spline_linear.weight")] + "basis_weight"
-        elif new.endswith("rbf.grid"):
-            new = new[: -len("rbf.grid")] + "basis.grid"
-        elif ".layernorm." in "." + new:
-            new = re.sub(r"(^|\.)layernorm\.", r"\1basis_norm.", new)
-        out[new] = value
-    return out, dead
 
 
 def from_reference(case: Dict[str, Any], state_dict: Optional[Dict[str, torch.Tensor]] = None,

@@ -18,48 +18,21 @@ Loading is strict: every reference key must be consumed and every kanzoo tensor 
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional
 
 import torch
 from torch import nn
 
+from . import attention as _attention
+from . import conv as _conv
+from . import linear as _linear
+from . import moe as _moe
+from . import vgg as _vgg
+from . import wavelet as _wavelet
+from ._registry import BUILDERS, FAMILY_PATTERNS, family_of, register_family
 from ._state import StateReader, load_strict
 
-# ref_class pattern -> family, in match order
-_FAMILY_PATTERNS = [
-    (r"^KAGNConv\dDLayerV2$", "KAGNv2"),
-    (r"^KANConv\dDLayer$", "KANConv"),
-    (r"^KALNConv\dDLayer$", "KALN"),
-    (r"^KACNConv\dDLayer$", "KACN"),
-    (r"^KAGNConv\dDLayer$", "KAGN"),
-    (r"^KAJNConv\dDLayer$", "KAJN"),
-    (r"^KABNConv\dDLayer$", "KABN"),
-    (r"^FastKANConv\dDLayer$", "FastKAN"),
-    (r"^ReLUKANConv\dDLayer$", "ReLUKAN"),
-    (r"^BottleNeckKAGNConv\dDLayer$", "BottleNeckKAGN"),
-    (r"^BottleNeckReLUKANConv\dDLayer$", "BottleNeckReLUKAN"),
-    (r"^WavKANConv\dDLayer$", "WavKAN"),
-]
-
-# family -> builder(case, reader) -> (module, mapped state)
-_BUILDERS: Dict[str, Callable] = {}
-
-
-def register_family(*families: str):
-    def deco(fn):
-        for f in families:
-            _BUILDERS[f] = fn
-        return fn
-    return deco
-
-
-def family_of(case: Dict[str, Any]) -> str:
-    if case.get("family"):
-        return case["family"]
-    for pat, fam in _FAMILY_PATTERNS:
-        if re.match(pat, case["ref_class"]):
-            return fam
-    raise ValueError(f"unknown torch-conv-kan class {case['ref_class']!r}; supported families: {sorted(_BUILDERS)}")
+__all__ = ["from_reference", "family_of", "register_family"]
 
 
 def from_reference(case: Dict[str, Any], state_dict: Optional[Dict[str, torch.Tensor]] = None,
@@ -75,10 +48,10 @@ def from_reference(case: Dict[str, Any], state_dict: Optional[Dict[str, torch.Te
         The kanzoo module (in train mode, like a fresh ``nn.Module``).
     """
     fam = family_of(case)
-    if fam not in _BUILDERS:
+    if fam not in BUILDERS:
         raise ValueError(f"torch-conv-kan family {fam!r} ({case.get('ref_class')}) is not supported; "
-                         f"supported: {sorted(_BUILDERS)}")
-    module, mapper = _BUILDERS[fam](case)
+                         f"supported: {sorted(BUILDERS)}")
+    module, mapper = BUILDERS[fam](case)
     if dtype is not None:
         module = module.to(dtype)
     if state_dict is not None:
@@ -89,17 +62,11 @@ def from_reference(case: Dict[str, Any], state_dict: Optional[Dict[str, torch.Te
     return module
 
 
-from . import conv as _conv  # noqa: E402
-
-
 @register_family(*_conv.CONV_FAMILIES)
 def _build_conv(case):
     fam = family_of(case)
     layer = _conv.build_conv(case, fam)
     return layer, lambda reader: _conv.convert_conv_state(reader, layer, fam)
-
-
-__all__ = ["from_reference", "family_of", "register_family"]
 
 
 @register_family(*_conv.BOTTLENECK_FAMILIES)
@@ -109,9 +76,6 @@ def _build_bottleneck(case):
     return layer, lambda reader: _conv.convert_bottleneck_state(reader, layer, fam)
 
 
-from . import wavelet as _wavelet  # noqa: E402
-
-
 @register_family("WavKAN")
 def _build_wavkan(case):
     layer = _wavelet.build(case)
@@ -119,10 +83,8 @@ def _build_wavkan(case):
     return layer, lambda reader: _wavelet.convert(reader, layer, wav_version=version)
 
 
-from . import linear as _linear  # noqa: E402
-
-_FAMILY_PATTERNS.extend((rf"^{re.escape(c)}$", f)
-                         for c, f in {**_linear.NETWORK_CLASSES, **_linear.LAYER_CLASSES}.items())
+FAMILY_PATTERNS.extend((rf"^{re.escape(c)}$", f)
+                       for c, f in {**_linear.NETWORK_CLASSES, **_linear.LAYER_CLASSES}.items())
 
 
 @register_family(*_linear.LINEAR_FAMILIES)
@@ -132,9 +94,7 @@ def _build_linear(case):
     return model, lambda reader: _linear.convert_linear_state(reader, model, fam)
 
 
-from . import moe as _moe  # noqa: E402
-
-_FAMILY_PATTERNS.extend(_moe.MOE_FAMILY_PATTERNS)
+FAMILY_PATTERNS.extend(_moe.MOE_FAMILY_PATTERNS)
 
 
 @register_family(*_moe.MOE_FAMILIES)
@@ -147,9 +107,7 @@ def _build_moe_bottleneck(case):
     return _moe.build_moe_bottleneck(case)
 
 
-from . import attention as _attention  # noqa: E402
-
-_FAMILY_PATTERNS.extend(_attention.FAMILY_PATTERNS)
+FAMILY_PATTERNS.extend(_attention.FAMILY_PATTERNS)
 
 
 @register_family("SelfKANtention")
@@ -162,9 +120,7 @@ def _build_focal(case):
     return _attention.build_focal(case)
 
 
-from . import vgg as _vgg  # noqa: E402
-
-_FAMILY_PATTERNS.extend(_vgg.FAMILY_PATTERNS)
+FAMILY_PATTERNS.extend(_vgg.FAMILY_PATTERNS)
 
 
 @register_family(_vgg.FAMILY, "VGG-KAGN-hub")

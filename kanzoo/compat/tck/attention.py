@@ -14,9 +14,11 @@ from typing import Any, Dict
 import torch
 
 from ...layers import KANFocalModulation, KANSelfAttention
+from ...layers.bases import basis_classes
+from ...models._tck_layers import (StateReader, convert_attention_state, convert_conv_state, convert_layer_state,
+                                   norm_state)
 from ._args import class_name, ndim_of, split_norm_kwargs
-from ._state import StateReader, norm_state
-from .conv import convert_bottleneck_state, convert_conv_state
+from .conv import BOTTLENECK_FAMILIES, CONV_FAMILIES
 
 # ref_class pattern -> (conv_layer, conv family of proj_q/k/v, RoPE)
 ATTENTION_CLASSES = [
@@ -56,12 +58,6 @@ def _check_done(case, a):
         raise ValueError(f"{case['ref_class']}: arguments kanzoo does not understand: {sorted(a)}")
 
 
-def _conv(reader: StateReader, layer, family: str, dst: str) -> Dict[str, torch.Tensor]:
-    if family.startswith("BottleNeck"):
-        return convert_bottleneck_state(reader, layer, family, dst)
-    return convert_conv_state(reader, layer, family, dst)
-
-
 def _take_conv1x1(reader: StateReader, src: str, dst: str, out: Dict[str, torch.Tensor]) -> None:
     out[dst + ".weight"] = reader.take(src + ".weight")
     out[dst + ".bias"] = reader.take(src + ".bias")
@@ -84,15 +80,16 @@ def build_attention(case: Dict[str, Any]):
     if padding != kernel // 2:
         raise ValueError(f"{ref} with kernel_size={kernel} and padding={padding} cannot run in torch-conv-kan "
                          f"(the residual shapes differ); only padding=kernel_size//2 works")
+    basis = (BOTTLENECK_FAMILIES if conv_layer == "bottleneck" else CONV_FAMILIES)[family]
     kw: Dict[str, Any] = dict(
-        ndim=ndim, kernel_size=kernel, conv_layer=conv_layer, basis="gram" if "KAGN" in family else "relu",
+        ndim=ndim, kernel_size=kernel, conv_layer=conv_layer, basis=basis,
         inner_projection=a.pop("inner_projection", None), scale=1.0,
         norm_layer=class_name(a.pop("norm_layer", f"torch.nn.BatchNorm{ndim}d")), norm_kwargs=norm_kw,
         dropout=a.pop("dropout", 0.0), groups=a.pop("groups", 1),
     )
     if "base_activation" in a:
         kw["base_act"] = class_name(a.pop("base_activation"))
-    if "KAGN" in family:
+    if basis_classes()[basis].polynomial:
         kw["degree"] = a.pop("degree", 3)
     else:
         kw["g"], kw["k"] = a.pop("g", 5), a.pop("k", 3)
@@ -109,16 +106,10 @@ def build_attention(case: Dict[str, Any]):
     module = KANSelfAttention(channels, **kw)
 
     def mapper(reader: StateReader) -> Dict[str, torch.Tensor]:
-        out: Dict[str, torch.Tensor] = {"gamma": reader.take("gamma")}
+        out = convert_attention_state(reader, module)
         if rope:
             out["rope.freqs"] = reader.take("freqs")
             _check_rope_buffers(reader)
-        norm_state(reader, "norm_layer", 1, "norm", out)
-        if kw["inner_projection"] is not None:
-            _take_conv1x1(reader, "inner_proj", "in_proj", out)
-            _take_conv1x1(reader, "outer_proj", "out_proj", out)
-        for n in ("q", "k", "v"):
-            out.update(_conv(reader.sub(f"proj_{n}."), getattr(module, f"{n}_proj"), family, f"{n}_proj."))
         return out
 
     return module, mapper
@@ -155,16 +146,15 @@ def build_focal(case: Dict[str, Any]):
         a.pop("dropout", None)
     _check_done(case, a)
     module = KANFocalModulation(channels, **kw)
-    pw_family = "BottleNeckKAGN" if bottleneck else "KAGN"
 
     def mapper(reader: StateReader) -> Dict[str, torch.Tensor]:
         out: Dict[str, torch.Tensor] = {}
         for name in ("f", "h"):
             if kw["full_kan"]:
-                out.update(_conv(reader.sub(name + "."), getattr(module, name), pw_family, name + "."))
+                out.update(convert_layer_state(reader.sub(name + "."), getattr(module, name), name + "."))
             else:
                 _take_conv1x1(reader, name, name, out)
-        out.update(_conv(reader.sub("proj."), module.proj, pw_family, "proj."))
+        out.update(convert_layer_state(reader.sub("proj."), module.proj, "proj."))
         for level, layer in enumerate(module.focal_layers):
             p = f"focal_layers.{level}."
             out.update(convert_conv_state(reader.sub(p), layer, "KAGNv2", p))

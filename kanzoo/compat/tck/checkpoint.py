@@ -15,8 +15,13 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError
 from torch import nn
 
+from ...models import create_model, list_models
+from ...models.vgg_kan import VGGKAN, _name
+from ...weights import download_weights, load_state_file
 from .vgg import is_reference_vgg_state, vgg_kwargs
 
 #: config.json keys that identify a torch-conv-kan VGG
@@ -51,9 +56,6 @@ def _depth_version(vgg_type: str) -> Tuple[int, str]:
 def match_registered_vgg(description: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
     """The registered kanzoo VGG whose layout equals the checkpoint's, and the kwargs that differ from it
     (``num_classes``, ``in_chans``). Raises ``ValueError`` naming the mismatch when none does."""
-    from ...models import create_model, list_models
-    from ...models.vgg_kan import VGGKAN, _name
-
     kw = vgg_kwargs(description)
     depth, version = _depth_version(kw["cfg"])
     name = _name("kagn", depth, version, bn=description["ref_class"] == "VGGKAGN_BN")
@@ -73,8 +75,6 @@ def match_registered_vgg(description: Dict[str, Any]) -> Tuple[str, Dict[str, An
 def read_checkpoint(source: Union[str, Path], revision: Optional[str] = None
                     ) -> Tuple[Optional[Dict[str, Any]], Dict[str, torch.Tensor], str]:
     """``(config or None, state dict, where)`` from a local folder, a local weight file or a Hub repo id."""
-    from ...hub.download import download_weights, load_state_file
-
     path = Path(source)
     if path.is_dir():
         cfg_path = path / "config.json"
@@ -85,9 +85,6 @@ def read_checkpoint(source: Union[str, Path], revision: Optional[str] = None
     source = str(source)
     if source.count("/") != 1 or source.startswith((".", "/")):
         raise FileNotFoundError(f"{source!r} is neither a local file or folder nor a Hub repo id ('org/name')")
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
-
     weights = download_weights(source, revision=revision)
     repo_id, _, pinned = source.partition("@")
     try:
@@ -107,8 +104,6 @@ def convert_checkpoint(source: Union[str, Path], arch: Optional[str] = None, rev
         arch: the kanzoo architecture; default: inferred from ``config.json`` and the state dict.
         model_kwargs: passed to :func:`kanzoo.create_model` (``num_classes``...); inferred ones are overridden.
     """
-    from ...models import create_model
-
     config, state, where = read_checkpoint(source, revision=revision)
     if arch is None:
         if config is None:

@@ -12,6 +12,7 @@ import torch
 
 from ...layers import MoEBottleneckKANConvNd, MoEKANConvNd
 from ._args import class_name, ndim_of, split_norm_kwargs
+from ._registry import BUILDERS
 from ._state import StateReader, degree_major_to_channel, norm_state
 
 # MoE class stem -> (expert class stem, expert family)
@@ -55,11 +56,9 @@ def _gate_state(reader: StateReader, layer: MoEKANConvNd, dst: str, out: Dict[st
 
 def build_moe(case: Dict[str, Any], family: str):
     """(kanzoo MoEKANConvNd, mapper) for a reference ``MoE{family}Conv{n}DLayer``."""
-    from . import _BUILDERS
-
     stem = family[len("MoE-"):]
     expert_stem, expert_family = _EXPERTS[stem]
-    if expert_family not in _BUILDERS:
+    if expert_family not in BUILDERS:
         raise ValueError(f"{case['ref_class']}: its experts ({expert_family}) are not supported yet")
     a = dict(zip(_MOE_POSITIONAL, case.get("ctor_args", [])))
     a.update(case.get("ctor_kwargs", {}))
@@ -73,7 +72,7 @@ def build_moe(case: Dict[str, Any], family: str):
     mappers: List = []
 
     def make_expert(in_channels, out_channels, kernel_size):
-        module, mapper = _BUILDERS[expert_family](expert_case)
+        module, mapper = BUILDERS[expert_family](expert_case)
         mappers.append(mapper)
         return module
 

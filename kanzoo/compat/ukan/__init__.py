@@ -18,23 +18,23 @@ family         reference                              kanzoo equivalent
 Keys are the reference's except for the knots: the reference stores a ``grid`` row per input feature
 (``(in, G+2K+1)``, identical rows: U-KAN never updates its grids), kanzoo one row, ``basis.grid``. The conversion
 checks that every row equals the first one and raises if not. Loading is strict: every reference key is
-consumed and every kanzoo tensor filled.
+consumed and every kanzoo tensor filled. The key conversion is the model's own
+(:func:`kanzoo.models.ukan.convert_ukan_state`, re-exported here with :func:`is_reference_ukan_state`), so the
+model's checkpoint filter reads reference weights too.
 """
 from __future__ import annotations
 
-import re
 from typing import Any, Dict, Optional
 
 import torch
 from torch import nn
 
+from ...layers import SplineKANLinear, TokenKANBlock
+from ...models.ukan import UKAN, convert_ukan_state, is_reference_ukan_state
 from ..tck._state import load_strict
 
 FAMILIES = ("KANLinear", "KANBlock", "UKAN", "UKAN-hub")
 _CLASS_FAMILIES = {"KANLinear": "KANLinear", "KANBlock": "KANBlock", "UKAN": "UKAN"}
-
-#: a key of a reference KAN linear's knot buffer
-_GRID_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?)grid$")
 
 
 def family_of(case: Dict[str, Any]) -> str:
@@ -72,9 +72,6 @@ def _kan_kwargs(kw: Dict[str, Any]) -> Dict[str, Any]:
 
 def build(case: Dict[str, Any], device=None) -> nn.Module:
     """The kanzoo module of a description (freshly initialised; ``device='meta'`` allocates nothing)."""
-    from ...layers import SplineKANLinear, TokenKANBlock
-    from ...models.ukan import UKAN
-
     fam = family_of(case)
     kw = dict(case.get("ctor_kwargs", {}))
     if fam == "KANLinear":
@@ -87,31 +84,6 @@ def build(case: Dict[str, Any], device=None) -> nn.Module:
     return UKAN(embed_dims=tuple(int(e) for e in kw.get("embed_dims", (256, 320, 512))),
                 num_classes=int(kw.get("num_classes", 1)), in_chans=3,
                 drop_path_rate=float(kw.get("drop_path_rate", 0.0)), device=device)
-
-
-def is_reference_ukan_state(state: Dict[str, torch.Tensor]) -> bool:
-    """True for a reference-keyed U-KAN (or KAN block / KAN linear) state dict: knots in ``*.grid`` rows."""
-    return any(k.endswith(".grid") and not k.endswith("basis.grid") and v.dim() == 2 for k, v in state.items()) \
-        or ("grid" in state and state["grid"].dim() == 2)
-
-
-def convert_ukan_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Reference keys -> kanzoo keys: each KAN linear's ``grid`` (in, G+2K+1) becomes ``basis.grid`` (G+2K+1,)
-    after checking that all its rows are equal; every other key is kept."""
-    out: Dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        m = _GRID_KEY.match(key)
-        if m and value.dim() == 2:
-            rows = value
-            if not torch.equal(rows, rows[:1].expand_as(rows)):
-                diff = (rows - rows[:1]).abs().max().item()
-                raise ValueError(f"{key!r}: the knot rows differ between input features (max difference {diff:g}); "
-                                 f"kanzoo's U-KAN keeps one knot row per layer (U-KAN never updates its grids). A "
-                                 f"checkpoint trained with efficient-kan's update_grid cannot be converted")
-            out[f"{m.group('prefix')}basis.grid"] = rows[0].clone()
-        else:
-            out[key] = value
-    return out
 
 
 def from_reference(case: Dict[str, Any], state_dict: Optional[Dict[str, torch.Tensor]] = None,
