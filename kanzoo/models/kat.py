@@ -180,8 +180,6 @@ def checkpoint_filter_fn(state_dict: Dict[str, Any], model: KAT) -> Dict[str, to
     ``img_size`` or ``patch_size`` differ from the checkpoint's.
     """
     state_dict = unwrap_checkpoint(state_dict)
-    if state_dict and all(k.startswith("module.") for k in state_dict):
-        state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
     return _vit_filter_fn(state_dict, model)
 
 

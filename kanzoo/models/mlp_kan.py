@@ -242,8 +242,6 @@ def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: MLPKAN) -> 
     keys (:func:`convert_mlpkan_state`: drops the dead per-block MLPs, ``kan.*`` -> ``mlp.*``) and gives a model
     with a qkv bias zeros where the checkpoint has none (the same function)."""
     state_dict = unwrap_checkpoint(state_dict)
-    if state_dict and all(k.startswith("module.") for k in state_dict):
-        state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
     if is_reference_mlpkan_state(state_dict):
         state_dict = convert_mlpkan_state(state_dict)[0]
     own = model.state_dict()

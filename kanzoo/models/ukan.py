@@ -402,8 +402,6 @@ def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: UKAN) -> Di
     ``module.`` prefix and converts reference keys (:func:`convert_ukan_state`: per-feature ``grid`` rows ->
     ``basis.grid``)."""
     state_dict = unwrap_checkpoint(state_dict)
-    if state_dict and all(k.startswith("module.") for k in state_dict):
-        state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
     if is_reference_ukan_state(state_dict):
         state_dict = convert_ukan_state(state_dict)
     return state_dict

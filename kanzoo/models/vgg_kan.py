@@ -269,8 +269,6 @@ def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: VGGKAN) -> 
     ``model.in_chans``.
     """
     state_dict = unwrap_checkpoint(state_dict)
-    if state_dict and all(k.startswith("module.") for k in state_dict):
-        state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
     if is_reference_vgg_state(state_dict):
         state_dict = convert_vgg_state(state_dict, model)
     stem = model.features[0]

@@ -10,21 +10,14 @@ from typing import Dict
 import torch
 from torch import nn
 
+from ...weights import load_state_strict
 from ...models._tck_layers import StateReader, channel_major_to_channel, degree_major_to_channel, norm_state
 
 __all__ = ["StateReader", "channel_major_to_channel", "degree_major_to_channel", "load_strict", "norm_state"]
 
 
 def load_strict(module: nn.Module, mapped: Dict[str, torch.Tensor]) -> nn.Module:
-    """Loads ``mapped`` into ``module`` strictly, with shapes checked and an error that lists the keys."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(mapped))
-    unexpected = sorted(set(mapped) - set(own))
-    if missing or unexpected:
-        raise KeyError(f"conversion produced a state that does not fit the kanzoo module: "
-                       f"missing {missing[:20]}, unexpected {unexpected[:20]}")
-    for k, v in mapped.items():
-        if tuple(own[k].shape) != tuple(v.shape):
-            raise ValueError(f"shape mismatch for {k!r}: kanzoo {tuple(own[k].shape)} vs converted {tuple(v.shape)}")
-    module.load_state_dict(mapped, strict=True)
+    """Loads a converted state into ``module`` through kanzoo's one strict loader
+    (:func:`kanzoo.weights.load_state_strict`); returns the module."""
+    load_state_strict(module, mapped, source="the converted reference state", name=type(module).__name__)
     return module
