@@ -9,6 +9,7 @@ from typing import List
 
 import torch
 
+from ..workflows import train as training  # looked up at call time: kanzoo.workflows.train.train may be wrapped
 from ..workflows._common import resolve_device
 from ..workflows.benchmark import benchmark
 from ..workflows.demo import run_demo
@@ -17,7 +18,6 @@ from ..workflows.plot import plot_run
 from ..workflows.predict import format_predictions, predict
 from ..workflows.segmentation import (DEFAULT_MASK_DIR, TASKS, format_mask_prediction, predict_segmentation,
                                       resolve_task, validate_segmentation)
-from ..workflows.train import TrainConfig, train
 from ..workflows.validate import format_result, validate
 from ._args import KeyValues, add_source_args
 
@@ -218,9 +218,9 @@ def _add_train(sub, cmd: str) -> None:
     t.set_defaults(func=run_train, command_parser=t)
 
 
-def _train_config(args: argparse.Namespace) -> TrainConfig:
-    names = [f.name for f in dataclasses.fields(TrainConfig)]
-    return TrainConfig.from_dict({n: getattr(args, n) for n in names if hasattr(args, n)})
+def _train_config(args: argparse.Namespace) -> training.TrainConfig:
+    names = [f.name for f in dataclasses.fields(training.TrainConfig)]
+    return training.TrainConfig.from_dict({n: getattr(args, n) for n in names if hasattr(args, n)})
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -233,7 +233,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.command == "finetune" and args.pretrained is None:
         args.pretrained = not args.checkpoint
     args.pretrained = bool(args.pretrained)
-    train(_train_config(args), resume=args.resume)
+    training.train(_train_config(args), resume=args.resume)
     return 0
 
 
