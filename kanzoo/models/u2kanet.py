@@ -257,9 +257,15 @@ U2KANET_VARIANTS = {
     "u2kanet_kagn": dict(encoder_cfg=U2NET_ENCODER, decoder_cfg=U2NET_DECODER, basis="gram", width_scale=0.5),
 }
 
+def _u2_classifier(args) -> tuple:
+    """Every ``num_classes``-shaped conv: the fuse conv first, then one side conv per decoder level and the
+    deepest encoder stage (a replaced head replaces them all)."""
+    return ("head.fuse",) + tuple(f"head.sides.{i}" for i in range(len(args["decoder_cfg"]) + 1))
+
+
 default_cfgs = generate_kan_cfgs({
-    name: seg_cfg(input_size=(3, 320, 320), first_conv="stages.0.conv_in", classifier="head.fuse",
-                  paper_ids=(PAPER_U2NET, PAPER_TCK)) for name in U2KANET_VARIANTS})
+    name: seg_cfg(input_size=(3, 320, 320), first_conv="stages.0.conv_in", classifier=_u2_classifier(args),
+                  paper_ids=(PAPER_U2NET, PAPER_TCK)) for name, args in U2KANET_VARIANTS.items()})
 
 register_variants(globals(), U2KANET_VARIANTS, _create_u2kanet, doc="""{name}: U²-Net of KAN convs ({args}).
 
