@@ -58,7 +58,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from kanzoo import profile  # noqa: E402
-from kanzoo.layers import KANLinear, SelectableKANLinear, prune_model, selection_summary  # noqa: E402
+from kanzoo.layers import KANLinear, SelectableKANLinear, selection_summary  # noqa: E402
 from kanzoo.layers.bases import BSplineBasis  # noqa: E402
 from kanzoo.workflows.selection import SelectionSchedule  # noqa: E402
 
@@ -396,7 +396,8 @@ def plot(summary: Dict[str, Any], path: Path) -> None:
                 sel = [r for r in rows if r["task"] == task and r["family"] == family and r["matched"] == matched]
                 if family == "s_kan":  # plotted at its budget after pruning
                     pts = [(r["after"][0][axis], statistics.fmean(r["metrics"]),
-                            statistics.stdev(r["metrics"]) if len(r["metrics"]) > 1 else 0.0) for r in sel if r["after"]]
+                            statistics.stdev(r["metrics"]) if len(r["metrics"]) > 1 else 0.0)
+                           for r in sel if r["after"]]
                 else:
                     pts = sorted((r[axis], statistics.fmean(r["metrics"]),
                                   statistics.stdev(r["metrics"]) if len(r["metrics"]) > 1 else 0.0) for r in sel)
@@ -462,7 +463,8 @@ def main(argv=None) -> int:
     if args.report_only:
         saved = json.loads(args.report_only.read_text(encoding="utf-8"))
         name = args.report_only.stem
-        _write_text(args.out / f"{name}.md", markdown(saved, saved["seeds"], saved["wall_seconds"], saved["cpu_seconds"]))
+        report = markdown(saved, saved["seeds"], saved["wall_seconds"], saved["cpu_seconds"])
+        _write_text(args.out / f"{name}.md", report)
         plot(saved, args.out / f"{name}.png")
         print(f"rewrote {args.out / name}.md/.png from {args.report_only}")
         return 0

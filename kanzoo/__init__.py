@@ -1,7 +1,6 @@
 """kanzoo: Kolmogorov-Arnold networks for computer vision."""
-from ._version import __version__
-
 from . import layers, models
+from ._version import __version__
 from .hub import push_to_hub, save_pretrained
 from .models import create_model, list_models, list_pretrained
 

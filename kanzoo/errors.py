@@ -12,8 +12,8 @@ from typing import List, Sequence
 
 __all__ = [
     "KanzooError", "UnknownModelError", "PretrainedWeightsError", "WeightsNotFoundError", "NoPretrainedWeightsError",
-    "WeightsFileError", "WeightsOfflineError", "WeightsIntegrityError", "WeightsMismatchError", "WorkflowError", "ExportError",
-    "ExportVerificationError", "NotPrunedError",
+    "WeightsFileError", "WeightsOfflineError", "WeightsIntegrityError", "WeightsMismatchError", "WorkflowError",
+    "ExportError", "ExportVerificationError", "NotPrunedError", "OutputShapeError", "first_line",
 ]
 
 
@@ -76,5 +76,19 @@ class ExportVerificationError(ExportError):
     """An exported artifact that disagrees with PyTorch eager; nothing was written."""
 
 
+class OutputShapeError(KanzooError, ValueError):
+    """A model output of the wrong shape for the task (class logits where per-pixel logits are needed)."""
+
+
 class NotPrunedError(KanzooError, RuntimeError):
     """An operation that needs a pruned model (export) met a selectable layer that was not pruned."""
+
+
+def first_line(e: BaseException, with_type: bool = False) -> str:
+    """The first line of an exception's message (its type name when it has none); ``with_type`` prefixes
+    ``"TypeName: "``. Keeps one-line errors one line when they quote a library's multi-line message."""
+    text = str(e).strip()
+    line = text.splitlines()[0] if text else ""
+    if with_type:
+        return f"{type(e).__name__}: {line}" if line else type(e).__name__
+    return line or type(e).__name__

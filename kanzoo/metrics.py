@@ -30,6 +30,8 @@ from typing import Dict, Optional
 
 import torch
 
+from .errors import OutputShapeError
+
 __all__ = ["SegmentationMetrics", "SegmentationResult", "evaluate_segmentation", "masks_from_logits",
            "iou_dice_counts"]
 
@@ -38,7 +40,7 @@ def masks_from_logits(logits: torch.Tensor, threshold: float = 0.5) -> torch.Ten
     """Predicted labels (B, H, W) from logits (B, C, H, W): ``sigmoid > threshold`` for C = 1 (0/1), argmax
     otherwise."""
     if logits.dim() != 4:
-        raise ValueError(f"expected logits (B, C, H, W), got shape {list(logits.shape)}")
+        raise OutputShapeError(f"expected logits (B, C, H, W), got shape {list(logits.shape)}")
     if logits.shape[1] == 1:
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
@@ -123,7 +125,7 @@ class SegmentationMetrics:
     def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
         """Adds a batch: logits (B, C, H, W) with C = ``num_classes``, target labels (B, H, W) or (B, 1, H, W)."""
         if logits.dim() != 4 or logits.shape[1] != self.num_classes:
-            raise ValueError(f"expected logits (B, {self.num_classes}, H, W), got shape {list(logits.shape)}")
+            raise OutputShapeError(f"expected logits (B, {self.num_classes}, H, W), got shape {list(logits.shape)}")
         if target.dim() == 4 and target.shape[1] == 1:
             target = target[:, 0]
         if target.shape[-2:] != logits.shape[-2:] or target.shape[0] != logits.shape[0]:

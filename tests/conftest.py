@@ -1,10 +1,10 @@
 import os
-import sys
 
 import torch
-
-sys.path.insert(0, os.path.dirname(__file__))
 
 # one intra-op thread per pytest-xdist worker (the workers already fill the cores), else up to two
 _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _workers)))
+
+# the Hub look-alike's fixtures (fake_hub, hub_env) for every test module
+pytest_plugins = ["tests.support.fakehub"]

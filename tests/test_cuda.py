@@ -11,8 +11,8 @@ import torch
 import kanzoo
 from kanzoo.cli import main
 from kanzoo.layers import GroupRational, KANConvNd, KANLinear, group_rational
-from kan_layer_cases import BASES, perturb_, small_kwargs
-from workflow_data import FAST, make_dataset
+from tests.support.kan_layer_cases import BASES, perturb_, small_kwargs
+from tests.support.workflow_data import FAST, make_dataset
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 CUDA = torch.device("cuda")

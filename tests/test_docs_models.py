@@ -4,8 +4,10 @@ import os
 import re
 
 import kanzoo
+from tests import support
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = str(support.REPO)
+
 
 
 def _gen():

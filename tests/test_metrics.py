@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 from kanzoo.metrics import SegmentationMetrics, evaluate_segmentation, iou_dice_counts, masks_from_logits
-from kanzoo.workflows.masks import SegmentationFolder, overlay_mask, predict_masks, write_mask_overlay
 from kanzoo.workflows._common import WorkflowError
+from kanzoo.workflows.masks import SegmentationFolder, overlay_mask, predict_masks, write_mask_overlay
 
 
 def _logits(mask):
@@ -124,8 +124,10 @@ def test_folder_dataset(seg_folder):
 
 def test_folder_per_class_layout_and_zero_one_masks(tmp_path):
     _png(tmp_path / "images" / "a.png", np.zeros((6, 6, 3)))
-    m0 = np.zeros((6, 6)); m0[:3] = 1      # a 0/1 mask
-    m1 = np.zeros((6, 6)); m1[:, :2] = 255
+    m0 = np.zeros((6, 6))
+    m0[:3] = 1      # a 0/1 mask
+    m1 = np.zeros((6, 6))
+    m1[:, :2] = 255
     _png(tmp_path / "masks" / "0" / "a.png", m0)
     _png(tmp_path / "masks" / "1" / "a.png", m1)
     binary = SegmentationFolder(tmp_path, num_classes=1)[0][1]

@@ -16,8 +16,14 @@ from ..workflows.demo import run_demo
 from ..workflows.loading import LoadedModel, load_model_with_adapter_base
 from ..workflows.plot import plot_run
 from ..workflows.predict import format_predictions, predict
-from ..workflows.segmentation import (DEFAULT_MASK_DIR, TASKS, format_mask_prediction, predict_segmentation,
-                                      resolve_task, validate_segmentation)
+from ..workflows.segmentation import (
+    DEFAULT_MASK_DIR,
+    TASKS,
+    format_mask_prediction,
+    predict_segmentation,
+    resolve_task,
+    validate_segmentation,
+)
 from ..workflows.validate import format_result, validate
 from ._args import KeyValues, add_source_args
 

@@ -15,7 +15,13 @@ from .api import FILE_SUFFIXES, FORMATS, build_model, export_model, load_checkpo
 from .metadata import build_metadata, resolve_data_config, resolve_labels
 from .moe import DenseRoutedMoE, make_moe_exportable
 from .onnx import (
-    MIN_OPSET, default_opset, onnx_session, onnxruntime_max_opset, read_metadata, supported_opsets, to_onnx,
+    MIN_OPSET,
+    default_opset,
+    onnx_session,
+    onnxruntime_max_opset,
+    read_metadata,
+    supported_opsets,
+    to_onnx,
 )
 from .pt2 import load_pt2_metadata, to_pt2
 from .quantize import QUANTIZE_MODES, quantize_onnx

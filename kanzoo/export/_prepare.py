@@ -12,8 +12,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from .. import errors
 from ..layers.selectable import check_exportable
-
 from .metadata import model_name, model_task
 from .moe import make_moe_exportable
 from .verify import ExportError
@@ -182,9 +182,9 @@ def eager_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             out = model(x)
     except (ValueError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{model_name(model)} cannot run on an input of shape {tuple(x.shape)}: {first}. Use a "
-                         f"larger input_size (or the pretrained cfg's {model_input_hint(model)})") from e
+        raise ValueError(f"{model_name(model)} cannot run on an input of shape {tuple(x.shape)}: "
+                         f"{errors.first_line(e)}. Use a larger input_size (or the pretrained cfg's "
+                         f"{model_input_hint(model)})") from e
     if isinstance(out, (list, tuple)):
         raise ExportError(f"{model_name(model)} returns {len(out)} outputs; kanzoo exports single-output models")
     return out
@@ -259,8 +259,8 @@ class StagedFiles:
 
 
 def first_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return f"{type(e).__name__}: {s.splitlines()[0]}" if s else type(e).__name__
+    """``"TypeName: first line of the message"`` (:func:`kanzoo.errors.first_line`)."""
+    return errors.first_line(e, with_type=True)
 
 
 @contextlib.contextmanager

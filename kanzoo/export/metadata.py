@@ -32,8 +32,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from torch import nn
 
-from ..models._base import model_task
 from .._version import __version__
+from ..models._base import model_task
 
 __all__ = ["FORMAT", "INTERPOLATIONS", "CROP_MODES", "build_metadata", "resolve_data_config", "resolve_labels",
            "model_name", "model_task", "to_onnx_props", "from_onnx_props"]

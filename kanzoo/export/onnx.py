@@ -18,8 +18,18 @@ import torch
 from torch import nn
 
 from ._prepare import (
-    InputSize, StagedFiles, check_inputs, check_parent, eager_outputs, explain_instability, export_mode, first_line,
-    quiet_export_warnings, resolve_batch, resolve_input_size, spatial_options,
+    InputSize,
+    StagedFiles,
+    check_inputs,
+    check_parent,
+    eager_outputs,
+    explain_instability,
+    export_mode,
+    first_line,
+    quiet_export_warnings,
+    resolve_batch,
+    resolve_input_size,
+    spatial_options,
 )
 from .metadata import build_metadata, from_onnx_props, model_name, model_task, to_onnx_props
 from .quantize import check_quantize_args, quantize_onnx

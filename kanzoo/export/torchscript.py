@@ -16,8 +16,17 @@ import torch
 from torch import nn
 
 from ._prepare import (
-    InputSize, StagedFiles, can_vary_spatial, check_inputs, check_parent, eager_outputs, explain_instability,
-    export_mode, first_line, quiet_export_warnings, resolve_input_size,
+    InputSize,
+    StagedFiles,
+    can_vary_spatial,
+    check_inputs,
+    check_parent,
+    eager_outputs,
+    explain_instability,
+    export_mode,
+    first_line,
+    quiet_export_warnings,
+    resolve_input_size,
 )
 from .metadata import build_metadata, model_name, model_task
 from .verify import ExportError, ExportReport, ExportVerificationError, check_rtol, verify_with_fallback

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import ExportError, ExportVerificationError
+from ..errors import ExportError, ExportVerificationError, first_line
 
 __all__ = ["ExportError", "ExportVerificationError", "ExportReport", "Comparison", "verify_with_fallback"]
 
@@ -160,9 +160,8 @@ def _run_checked(fmt: str, run: Callable[[Any], Any], x: Any, expected: Any, cmp
     try:
         got = run(x)
     except Exception as e:  # noqa: BLE001  (any runtime failure is a verification failure)
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ExportVerificationError(f"{fmt}: running the exported model on an input of shape {shape} failed: "
-                                      f"{msg}") from e
+                                      f"{first_line(e)}") from e
     cmp.add(fmt, got, expected, shape)
 
 

@@ -4,6 +4,5 @@ import warnings
 
 from ..weights import *  # noqa: F401,F403
 from ..weights import __all__  # noqa: F401
-from ..weights.files import first_line as _first_line  # noqa: F401
 
 warnings.warn("kanzoo.hub.download is deprecated; import from kanzoo.weights", DeprecationWarning, stacklevel=2)

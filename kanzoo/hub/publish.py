@@ -16,8 +16,8 @@ from typing import Any, Dict, Optional, Union
 
 from torch import nn
 
-from .cards import model_card
 from .._version import __version__
+from .cards import model_card
 
 #: the files :func:`save_pretrained` writes
 REPO_FILES = ("model.safetensors", "config.json", "README.md")

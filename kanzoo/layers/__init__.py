@@ -1,28 +1,59 @@
 """kanzoo.layers: KAN bases and the layers built on them."""
+from .attention import (
+    KANFocalModulation,
+    KANFocalModulation1d,
+    KANFocalModulation2d,
+    KANFocalModulation3d,
+    KANSelfAttention,
+    KANSelfAttention1d,
+    KANSelfAttention2d,
+    KANSelfAttention3d,
+    MixedRoPE,
+)
 from .bases import (
-    Basis, BernsteinBasis, BSplineBasis, ChebyshevBasis, GramBasis, JacobiBasis, LegendreBasis, RBFBasis,
-    ReLUBasis, WaveletBasis, compile_bases, create_basis, get_basis_class, list_bases, register_basis,
+    Basis,
+    BernsteinBasis,
+    BSplineBasis,
+    ChebyshevBasis,
+    GramBasis,
+    JacobiBasis,
+    LegendreBasis,
+    RBFBasis,
+    ReLUBasis,
+    RSWAFBasis,
+    WaveletBasis,
+    compile_bases,
+    create_basis,
+    get_basis_class,
+    list_bases,
+    register_basis,
 )
 from .bottleneck import BottleneckKANConv1d, BottleneckKANConv2d, BottleneckKANConv3d, BottleneckKANConvNd
 from .conv import KANConv1d, KANConv2d, KANConv3d, KANConvNd
 from .create import create_act, create_norm, get_act_layer
 from .linear import BottleneckKANLinear, KANLinear, WaveletKANLinear
-from .wavelet_conv import WaveletKANConv1d, WaveletKANConv2d, WaveletKANConv3d, WaveletKANConvNd
-from .attention import (
-    KANFocalModulation, KANFocalModulation1d, KANFocalModulation2d, KANFocalModulation3d, KANSelfAttention,
-    KANSelfAttention1d, KANSelfAttention2d, KANSelfAttention3d, MixedRoPE,
+from .moe import (
+    MoEBottleneckKANConv1d,
+    MoEBottleneckKANConv2d,
+    MoEBottleneckKANConv3d,
+    MoEBottleneckKANConvNd,
+    MoEKANConv1d,
+    MoEKANConv2d,
+    MoEKANConv3d,
+    MoEKANConvNd,
 )
 from .rational import (
-    GRKANMlp, GroupRational, get_rational_kernel, group_rational, rational_init_modes, set_rational_kernel,
+    GRKANMlp,
+    GroupRational,
+    get_rational_kernel,
+    group_rational,
+    rational_init_modes,
+    set_rational_kernel,
 )
-from .bases import RSWAFBasis
 from .spline_linear import SplineKANLinear
-from .tokenized import DWConvBNReLU, TokenKANBlock, TokenKANLayer
 from .token_moe import FasterKAN, MoEKANMlp, fasterkan_linear
-from .moe import (
-    MoEBottleneckKANConv1d, MoEBottleneckKANConv2d, MoEBottleneckKANConv3d, MoEBottleneckKANConvNd, MoEKANConv1d,
-    MoEKANConv2d, MoEKANConv3d, MoEKANConvNd,
-)
+from .tokenized import DWConvBNReLU, TokenKANBlock, TokenKANLayer
+from .wavelet_conv import WaveletKANConv1d, WaveletKANConv2d, WaveletKANConv3d, WaveletKANConvNd
 
 __all__ = [
     "DWConvBNReLU",
@@ -91,8 +122,18 @@ __all__ = [
     "set_rational_kernel",
 ]
 from .selectable import (
-    NotPrunedError, PrunedKANConvNd, PrunedKANLinear, SelectableKANConv1d, SelectableKANConv2d, SelectableKANConv3d,
-    SelectableKANConvNd, SelectableKANLinear, check_exportable, prune_model, select_model, selectable_layers,
+    NotPrunedError,
+    PrunedKANConvNd,
+    PrunedKANLinear,
+    SelectableKANConv1d,
+    SelectableKANConv2d,
+    SelectableKANConv3d,
+    SelectableKANConvNd,
+    SelectableKANLinear,
+    check_exportable,
+    prune_model,
+    select_model,
+    selectable_layers,
     selection_summary,
 )
 

@@ -11,7 +11,7 @@ from torch import nn
 from ._utils import IntOrTuple, check_probability, fixed_ndim, init_conv_geometry
 from .bases import BasisType, create_basis, get_basis_class
 from .conv import _DROPOUT, check_input, check_spatial, conv_nd
-from .create import create_act, create_norm, get_act_layer, LayerType
+from .create import LayerType, create_act, create_norm, get_act_layer
 
 
 def bottleneck_width(in_per_group: int, out_per_group: int, dim_reduction: float, min_internal: int) -> int:

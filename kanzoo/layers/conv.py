@@ -11,7 +11,7 @@ from torch import nn
 
 from ._utils import IntOrTuple, check_probability, fixed_ndim, init_conv_geometry
 from .bases import BasisType, create_basis, get_basis_class
-from .create import create_act, create_norm, get_act_layer, LayerType
+from .create import LayerType, create_act, create_norm, get_act_layer
 
 _DROPOUT = {1: nn.Dropout1d, 2: nn.Dropout2d, 3: nn.Dropout3d}
 

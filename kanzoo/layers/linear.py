@@ -13,7 +13,7 @@ from ._utils import check_probability
 from .bases import BasisType, create_basis, get_basis_class
 from .bases.wavelet import check_wavelet, wavelet
 from .bottleneck import bottleneck_width
-from .create import create_act, create_norm, get_act_layer, LayerType
+from .create import LayerType, create_act, create_norm, get_act_layer
 
 
 def check_features(x: torch.Tensor, features: int, name: str) -> None:

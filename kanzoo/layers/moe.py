@@ -17,7 +17,7 @@ from ._utils import IntOrTuple, check_channels, check_probability, fixed_ndim, i
 from .bases import BasisType, get_basis_class
 from .bottleneck import bottleneck_width
 from .conv import _DROPOUT, KANConvNd, check_input, conv_nd
-from .create import create_act, create_norm, get_act_layer, LayerType
+from .create import LayerType, create_act, create_norm, get_act_layer
 
 
 def _check_int(name: str, value, minimum: int) -> int:

@@ -46,8 +46,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from .bases.kernels import KernelSwitch, compiled, eager_context
-from .bases.kernels import MIN_COMPILED_NUMEL  # noqa: F401  ("auto" compiles from this size; importable here too)
+from .bases.kernels import (
+    MIN_COMPILED_NUMEL,  # noqa: F401  ("auto" compiles from this size; importable here too)
+    KernelSwitch,
+    compiled,
+    eager_context,
+)
 
 __all__ = ["GroupRational", "GRKANMlp", "group_rational", "fused_group_rational", "rational_init_modes",
            "rational_init", "set_rational_kernel", "get_rational_kernel"]

@@ -83,7 +83,8 @@ class SplineKANLinear(nn.Module):
                                   local=local, device=device)
         self.num_basis = self.basis.num_basis
         self.base_act = get_act_layer(base_act, "silu", name="base_act")()
-        self.scale_noise, self.scale_base, self.scale_spline = float(scale_noise), float(scale_base), float(scale_spline)
+        self.scale_noise, self.scale_base = float(scale_noise), float(scale_base)
+        self.scale_spline = float(scale_spline)
         self.base_weight = nn.Parameter(torch.empty(out_features, in_features, **dd))
         self.spline_weight = nn.Parameter(torch.empty(out_features, in_features, self.num_basis, **dd))
         self.spline_scaler = nn.Parameter(torch.empty(out_features, in_features, **dd))

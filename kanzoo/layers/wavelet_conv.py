@@ -13,8 +13,7 @@ from torch.autograd.function import once_differentiable
 from ._utils import IntOrTuple, check_probability, fixed_ndim, init_conv_geometry
 from .bases.wavelet import check_wavelet, wavelet
 from .conv import _DROPOUT, check_input
-from .create import create_act, create_norm, get_act_layer, LayerType
-
+from .create import LayerType, create_act, create_norm, get_act_layer
 
 #: default budget of ψ elements per chunk (see ``chunk_size`` of :class:`WaveletKANConvNd`)
 CHUNK_ELEMENTS = 1 << 22

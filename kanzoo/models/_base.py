@@ -10,7 +10,7 @@ from timm.models import PretrainedCfg, build_model_with_cfg, generate_default_cf
 from timm.models._builder import resolve_pretrained_cfg
 from torch import nn
 
-from ..layers.bases import basis_tags, polynomial_bases
+from ..layers.bases import basis_tags, get_basis_class, polynomial_bases
 from ..weights import fit_state_dict, resolve_pretrained_state, unwrap_checkpoint, weight_source
 
 #: the KAN basis behind each name tag used in model names (``vgg_kagn11``: Gram basis), from the bases' own
@@ -22,8 +22,9 @@ PAPER_TCK = "arXiv:2407.01092"
 
 
 def default_basis_kwargs(basis: str, degree: int = 3) -> Dict[str, Any]:
-    """The basis settings kanzoo's zoo models use unless ``basis_kwargs`` says otherwise."""
-    return {"degree": degree} if basis in POLYNOMIAL_BASES else {}
+    """The basis settings kanzoo's zoo models use unless ``basis_kwargs`` says otherwise (``degree`` for a
+    polynomial basis)."""
+    return {"degree": degree} if get_basis_class(basis).polynomial else {}
 
 
 def _cfg(url: str = "", **kwargs) -> Dict[str, Any]:
@@ -124,12 +125,12 @@ def build_kan_model(model_cls: Type[nn.Module], variant: str, pretrained: bool =
                                _source_name(cfg, name))
     state = resolve_pretrained_state(cfg, model_name=name, cache_dir=kwargs.get("cache_dir"))
     if state is None:  # a url: timm's own download (weights_only=True)
-        return build_model_with_cfg(model_cls, variant, pretrained, pretrained_cfg=cfg, pretrained_filter_fn=filter_fn,
-                                    **kwargs)
+        return build_model_with_cfg(model_cls, variant, pretrained, pretrained_cfg=cfg,
+                                    pretrained_filter_fn=filter_fn, **kwargs)
     fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     load_cfg = KANPretrainedCfg(**dict(fields, state_dict=state, source=None))
-    model = build_model_with_cfg(model_cls, variant, pretrained, pretrained_cfg=load_cfg, pretrained_filter_fn=filter_fn,
-                                 **kwargs)
+    model = build_model_with_cfg(model_cls, variant, pretrained, pretrained_cfg=load_cfg,
+                                 pretrained_filter_fn=filter_fn, **kwargs)
     model.pretrained_cfg = model.default_cfg = {k: v for k, v in cfg.to_dict().items() if k != "state_dict"}
     return model
 

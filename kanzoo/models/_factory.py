@@ -9,13 +9,17 @@ from typing import Any, Dict, List, Optional, Union
 import timm
 import torch
 from huggingface_hub import hf_hub_download
-from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
-                                    RevisionNotFoundError)
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 from timm.models import get_pretrained_cfg, is_model, split_model_name_tag
-from timm.models._registry import _model_to_module, get_arch_pretrained_cfgs
+from timm.models._registry import get_arch_pretrained_cfgs
 
 from .._version import __version__
-from ..errors import (NoPretrainedWeightsError, UnknownModelError, WeightsNotFoundError, WeightsOfflineError)
+from ..errors import NoPretrainedWeightsError, UnknownModelError, WeightsNotFoundError, WeightsOfflineError
 from ..weights import load_state_file, offline_message, split_hub_id, unwrap_checkpoint
 
 #: python modules whose registered models are kanzoo's

@@ -28,9 +28,18 @@ from timm.models._manipulate import MATCH_PREV_GROUP, checkpoint
 from torch import nn
 
 from ..layers import KANConv2d
-from ._base import build_kan_model, generate_kan_cfgs
-from ._base import BASIS_TAGS, PAPER_TCK, KANClassifier, _cfg, adapt_kan_stem, default_basis_kwargs, unwrap_checkpoint, \
-    register_variants
+from ._base import (
+    BASIS_TAGS,
+    PAPER_TCK,
+    KANClassifier,
+    _cfg,
+    adapt_kan_stem,
+    build_kan_model,
+    default_basis_kwargs,
+    generate_kan_cfgs,
+    register_variants,
+    unwrap_checkpoint,
+)
 
 __all__ = ["DenseNetKAN"]
 

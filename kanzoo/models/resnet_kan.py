@@ -31,8 +31,18 @@ from torch.utils.checkpoint import checkpoint
 
 from ..layers import KANConv2d, MoEKANConv2d, create_act, create_norm, get_basis_class
 from ..layers.moe import routed_active_parameters
-from ._base import build_kan_model, generate_kan_cfgs
-from ._base import BASIS_TAGS, PAPER_TCK, KANClassifier, _cfg, adapt_kan_stem, default_basis_kwargs, register_variants, unwrap_checkpoint
+from ._base import (
+    BASIS_TAGS,
+    PAPER_TCK,
+    KANClassifier,
+    _cfg,
+    adapt_kan_stem,
+    build_kan_model,
+    default_basis_kwargs,
+    generate_kan_cfgs,
+    register_variants,
+    unwrap_checkpoint,
+)
 
 __all__ = ["ResNetKAN", "ResNetKANMoE", "BasicBlockKAN", "BottleneckKAN", "MoEKANConvNormAct"]
 

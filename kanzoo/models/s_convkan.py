@@ -19,11 +19,26 @@ from timm.models._manipulate import checkpoint_seq
 from torch import nn
 
 from ..layers.selectable import (
-    DEFAULT_POOL, PoolType, SelectableKANConv2d, masks_from_spec, masks_to_spec, prune_masks, prune_model,
-    select_model, selection_summary,
+    DEFAULT_POOL,
+    PoolType,
+    SelectableKANConv2d,
+    masks_from_spec,
+    masks_to_spec,
+    prune_masks,
+    prune_model,
+    select_model,
+    selection_summary,
 )
-from ._base import KANClassifier, KANPretrainedCfg, _cfg, adapt_kan_stem, build_kan_model, generate_kan_cfgs
-from ._base import register_variants, unwrap_checkpoint
+from ._base import (
+    KANClassifier,
+    KANPretrainedCfg,
+    _cfg,
+    adapt_kan_stem,
+    build_kan_model,
+    generate_kan_cfgs,
+    register_variants,
+    unwrap_checkpoint,
+)
 
 __all__ = ["SConvKAN", "SKANPretrainedCfg"]
 
@@ -207,7 +222,8 @@ _ARCHS = {
 
 VARIANTS = {name: dict(args, strides=_STRIDES) for name, (args, _, _, _) in _ARCHS.items()}
 
-default_cfgs = generate_kan_cfgs({name: _skan_cfg(c, size, _STRIDES, sel) for name, (_, c, size, sel) in _ARCHS.items()})
+default_cfgs = generate_kan_cfgs({
+    name: _skan_cfg(c, size, _STRIDES, sel) for name, (_, c, size, sel) in _ARCHS.items()})
 
 register_variants(globals(), VARIANTS, _create, doc="""{name}: an S-ConvKAN CNN of selectable KAN convs ({args}).
 

@@ -25,9 +25,18 @@ from timm.models._manipulate import checkpoint_seq
 from torch import nn
 
 from ..layers import BottleneckKANConv2d, KANConv2d, KANSelfAttention
-from ._base import build_kan_model, generate_kan_cfgs
-from ._base import BASIS_TAGS, PAPER_TCK, KANClassifier, _cfg, adapt_kan_stem, default_basis_kwargs, unwrap_checkpoint, \
-    register_variants
+from ._base import (
+    BASIS_TAGS,
+    PAPER_TCK,
+    KANClassifier,
+    _cfg,
+    adapt_kan_stem,
+    build_kan_model,
+    default_basis_kwargs,
+    generate_kan_cfgs,
+    register_variants,
+    unwrap_checkpoint,
+)
 from ._tck_layers import StateReader, convert_layer_state
 
 __all__ = ["VGGKAN", "CFGS", "convert_vgg_state", "is_reference_vgg_state"]
@@ -349,7 +358,8 @@ def _tck_cfg(name: str, top1: float, top5: float, lr: float) -> Dict[str, Any]:
         notes=(f"top-1 {top1}", "torch-conv-kan keys, converted on load"),
         metrics={"top1": top1, "top5": top5}, dataset="imagenet-1k",
         provenance=(f"Trained and published by Ivan Drokin (torch-conv-kan) on the 1,281,167 ImageNet-1k training "
-                    f"images with random resized crops to 224, horizontal flips and AutoAugment (ImageNet or CIFAR-10 policy); {recipe}. The Hub "
+                    f"images with random resized crops to 224, horizontal flips and AutoAugment (ImageNet or CIFAR-10 "
+                    f"policy); {recipe}. The Hub "
                     f"repo brivangl/{name} holds the torch-conv-kan state dict (model.safetensors); kanzoo converts "
                     f"its keys on load and reproduces the reference logits."))
 

@@ -21,9 +21,14 @@ See :class:`BasisAdapterConfig` for what is trained and docs/peft.md for the sem
 """
 from .bases import BasisRule, bernstein_elevate, get_basis_rule, register_basis_rule
 from .config import CONFIG_NAME, PEFT_TYPE, WEIGHTS_NAME, BasisAdapterConfig
-from .layers import BasisAdapterLayer, RationalAdapterLayer, SUPPORTED_LAYERS
+from .layers import SUPPORTED_LAYERS, BasisAdapterLayer, RationalAdapterLayer
 from .model import (
-    KEY_PREFIX, PeftModel, get_peft_model, get_peft_model_state_dict, load_adapter, set_peft_model_state_dict,
+    KEY_PREFIX,
+    PeftModel,
+    get_peft_model,
+    get_peft_model_state_dict,
+    load_adapter,
+    set_peft_model_state_dict,
 )
 
 __all__ = [

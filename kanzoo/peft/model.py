@@ -21,12 +21,17 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from .._version import __version__
+from ..layers.rational import GroupRational
 from .bases import get_basis_rule
 from .config import CONFIG_NAME, TYPE_PREFIX, WEIGHTS_NAME, BasisAdapterConfig
-from ..layers.rational import GroupRational
-from .._version import __version__
 from .layers import (
-    BASE_PARAM_NAMES, BasisAdapterLayer, adapter_layer_kind, layer_signature, make_adapter_layer, rational_order,
+    BASE_PARAM_NAMES,
+    BasisAdapterLayer,
+    adapter_layer_kind,
+    layer_signature,
+    make_adapter_layer,
+    rational_order,
     unsupported_reason,
 )
 

@@ -10,10 +10,30 @@ Derivations and the differences between the two conventions: docs/profile.md.
 """
 from .counting import COUNTED_OPS, LayerProfile, Profile, count, count_macs
 from .formulas import (  # noqa: F401  (BASIS_FLOPS, WAVELET_FLOPS: importable here, outside __all__ as before)
-    ACT_FLOPS, BASIS_FLOPS, FLOPS_MAP, WAVELET_FLOPS, basis_flops, basis_module_flops, bernstein_flops, bspline_flops,
-    chebyshev_flops, gram_flops, jacobi_flops, kan_linear_flops, kan_linear_params, kanbefair_bspline_act_flops,
-    kanbefair_flops, kanbefair_layer, kanbefair_params, kanbefair_total, legendre_flops, rational_flops, rbf_flops,
-    relu_flops, rswaf_flops, wavelet_flops,
+    ACT_FLOPS,
+    BASIS_FLOPS,
+    FLOPS_MAP,
+    WAVELET_FLOPS,
+    basis_flops,
+    basis_module_flops,
+    bernstein_flops,
+    bspline_flops,
+    chebyshev_flops,
+    gram_flops,
+    jacobi_flops,
+    kan_linear_flops,
+    kan_linear_params,
+    kanbefair_bspline_act_flops,
+    kanbefair_flops,
+    kanbefair_layer,
+    kanbefair_params,
+    kanbefair_total,
+    legendre_flops,
+    rational_flops,
+    rbf_flops,
+    relu_flops,
+    rswaf_flops,
+    wavelet_flops,
 )
 from .matching import MatchResult, match
 

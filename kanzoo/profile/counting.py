@@ -39,7 +39,12 @@ from ..layers.bases.base import check_count
 from ..layers.rational import GroupRational
 from ..layers.selectable import SELECTABLE_LAYERS, _PrunedBase
 from .formulas import (
-    ACT_FLOPS, basis_module_flops, kanbefair_bspline_act_flops, kanbefair_flops, kanbefair_params, rational_flops,
+    ACT_FLOPS,
+    basis_module_flops,
+    kanbefair_bspline_act_flops,
+    kanbefair_flops,
+    kanbefair_params,
+    rational_flops,
 )
 
 __all__ = ["COUNTED_OPS", "LayerProfile", "Profile", "count", "count_macs"]

@@ -22,8 +22,22 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 from torch import nn
 
 from ..layers.bases import (
-    ACT_FLOPS as ACT_FLOPS_BY_NAME, BernsteinBasis, BSplineBasis, ChebyshevBasis, GramBasis, JacobiBasis,
-    LegendreBasis, RBFBasis, ReLUBasis, RSWAFBasis, WaveletBasis, act_flops, basis_classes, create_basis,
+    ACT_FLOPS as ACT_FLOPS_BY_NAME,
+)
+from ..layers.bases import (
+    BernsteinBasis,
+    BSplineBasis,
+    ChebyshevBasis,
+    GramBasis,
+    JacobiBasis,
+    LegendreBasis,
+    RBFBasis,
+    ReLUBasis,
+    RSWAFBasis,
+    WaveletBasis,
+    act_flops,
+    basis_classes,
+    create_basis,
 )
 from ..layers.bases.base import check_count
 from ..layers.bases.wavelet import WAVELET_FLOPS  # noqa: F401  (importable from kanzoo.profile, as before)

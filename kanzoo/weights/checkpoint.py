@@ -9,7 +9,7 @@ initialisation where it does not, and one log line says so. Anything else that d
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
 
 import torch
 from timm.models import adapt_input_conv
@@ -97,9 +97,11 @@ def _adapt_input_convs(state: Dict[str, Any], own: Mapping[str, torch.Tensor], f
                 pass  # left as is: reported as a shape mismatch
 
 
-def fit_state_dict(model: nn.Module, state: Mapping[str, Any], *, source: str, name: str,
-                   classifier: Union[None, str, Sequence[str]] = None, first_conv: Union[None, str, Sequence[str]] = None,
-                   replace_head: bool = False, hint: str = "") -> Dict[str, Any]:
+Names = Union[None, str, Sequence[str]]
+
+
+def fit_state_dict(model: nn.Module, state: Mapping[str, Any], *, source: str, name: str, classifier: Names = None,
+                   first_conv: Names = None, replace_head: bool = False, hint: str = "") -> Dict[str, Any]:
     """``state`` made to fit ``model`` exactly, or a :class:`~kanzoo.errors.WeightsMismatchError`.
 
     Args:

@@ -14,12 +14,18 @@ from pathlib import Path
 from typing import List, Optional, Tuple, Union
 
 from huggingface_hub import constants, hf_hub_download
-from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError,
-                                    RepositoryNotFoundError, RevisionNotFoundError)
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 
 from .._version import __version__
-from ..errors import WeightsIntegrityError, WeightsNotFoundError, WeightsOfflineError
-from .files import file_sha256, first_line, git_blob_sha1
+from ..errors import WeightsIntegrityError, WeightsNotFoundError, WeightsOfflineError, first_line
+from .files import file_sha256, git_blob_sha1
 
 __all__ = ["WEIGHT_FILES", "split_hub_id", "verify_file", "offline_message", "download_weights"]
 

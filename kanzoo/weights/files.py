@@ -14,9 +14,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ..errors import WeightsFileError, WeightsNotFoundError
+from ..errors import WeightsFileError, WeightsNotFoundError, first_line
 
-__all__ = ["LOCAL_FILES", "TORCH_SUFFIXES", "load_state_file", "file_sha256", "git_blob_sha1", "first_line"]
+__all__ = ["LOCAL_FILES", "TORCH_SUFFIXES", "load_state_file", "file_sha256", "git_blob_sha1"]
 
 #: local file names looked for in a ``local-dir:`` or run folder
 LOCAL_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth", "pytorch_model.pth")
@@ -39,11 +39,6 @@ def git_blob_sha1(path: Union[str, Path], chunk_size: int = 1 << 22) -> str:
         for chunk in iter(lambda: f.read(chunk_size), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def first_line(e: BaseException) -> str:
-    """The first line of an exception's message (its type name when it has none)."""
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def load_state_file(path: Union[str, Path]) -> Dict[str, torch.Tensor]:

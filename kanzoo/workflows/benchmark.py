@@ -9,9 +9,8 @@ from typing import Any, Dict, Optional
 import torch
 
 from ..profile import count_macs
-from .loading import load_model
-
 from ._common import WorkflowError, check_positive, resolve_device, resolve_dtype
+from .loading import load_model
 
 
 @dataclass

@@ -26,12 +26,11 @@ import torch
 from .. import peft
 from ..export import to_onnx
 from ..profile import count_macs
+from ._common import WorkflowError
 from .data import ImageFolder, build_transform, data_config_for, make_loader
 from .loading import load_model
 from .train import TrainConfig, train
 from .validate import validate
-
-from ._common import WorkflowError
 
 MODEL = "simple_conv_kagn"
 MODEL_KWARGS = {"width_scale": 0.25}

@@ -13,12 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-import torch
-from torch import nn
-
 from huggingface_hub import hf_hub_download
 from timm.data import ImageNetInfo, infer_imagenet_subset
 from timm.models import get_pretrained_cfg, split_model_name_tag
+from torch import nn
 
 from .. import peft
 from ..errors import NoPretrainedWeightsError, UnknownModelError, WeightsMismatchError, WorkflowError

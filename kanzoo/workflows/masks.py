@@ -18,10 +18,9 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import WorkflowError
-from ..metrics import masks_from_logits
 from ..io import PathLike, atomic_write
+from ..metrics import masks_from_logits
 from .data import DECODE_ERRORS, IMG_EXTENSIONS
-
 
 __all__ = ["SegmentationFolder", "load_rgb", "preprocess", "predict_masks", "write_mask_overlay", "overlay_mask",
            "PALETTE"]

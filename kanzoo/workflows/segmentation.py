@@ -12,18 +12,17 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import torch
-
-from ..metrics import evaluate_segmentation, masks_from_logits
-from .masks import SegmentationFolder, load_rgb, preprocess, write_mask_overlay
-from .predict import expand_images
-from .validate import autocast
 from torch import nn
 
+from ..errors import OutputShapeError
+from ..metrics import evaluate_segmentation, masks_from_logits
+from ..models._base import declared_task, model_task
 from ._common import PathLike, WorkflowError, check_positive
 from .data import data_config_for
 from .loading import LoadedModel
-from .predict import read_images
-from ..models._base import declared_task, model_task
+from .masks import SegmentationFolder, load_rgb, preprocess, write_mask_overlay
+from .predict import expand_images, read_images
+from .validate import autocast
 
 __all__ = ["TASKS", "model_task", "resolve_task", "validate_segmentation", "predict_segmentation", "MaskPrediction",
            "format_mask_prediction", "DEFAULT_MASK_DIR"]
@@ -111,9 +110,7 @@ def validate_segmentation(loaded: LoadedModel, data_dir: PathLike, batch_size: i
                                          progress=progress, desc="validate")
     except WorkflowError as e:
         raise _worker_error(e) from None
-    except ValueError as e:  # a model that declares no task and gives (B, K) outputs
-        if "expected logits" not in str(e):
-            raise
+    except OutputShapeError as e:  # a model that declares no task and gives (B, K) outputs
         raise WorkflowError(f"{e}: the model gives no per-pixel logits, so it is not a segmentation model; drop "
                             f"--task segmentation") from None
 

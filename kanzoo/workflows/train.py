@@ -32,20 +32,46 @@ from timm.scheduler import CosineLRScheduler
 from torch import nn
 from tqdm import tqdm
 
+from .. import peft
 from ..errors import WorkflowError
 from ..io import PathLike
 from ._common import resolve_dtype, seed_everything, warn
-from .data import (ImageFolder, SkipTracker, build_transform, data_config_for, make_loader, shard, split_dirs,
-                   train_sampler)
-from .distributed import (DistContext, all_min, all_reduce_sum, barrier, broadcast_object, cleanup, setup,
-                          wrap_model)
-from .. import peft
+from .data import (
+    ImageFolder,
+    SkipTracker,
+    build_transform,
+    data_config_for,
+    make_loader,
+    shard,
+    split_dirs,
+    train_sampler,
+)
+from .distributed import DistContext, all_min, all_reduce_sum, barrier, broadcast_object, cleanup, setup, wrap_model
 from .loading import CHECKPOINT_NAME, load_model, model_labels
-from .run_folder import (LOG_NAME, append_log, checkpoint_file, default_output, finished_epochs, format_epoch,
-                         new_run_dir, read_checkpoint, read_log, saved_config, start_run_folder, trim_log,
-                         write_checkpoint, write_final_model)
-from .selection import (describe_schedule, freeze_alphas, record_pruned, resumed_schedule, schedule_for_run,
-                        selection_event)
+from .run_folder import (
+    LOG_NAME,
+    append_log,
+    checkpoint_file,
+    default_output,
+    finished_epochs,
+    format_epoch,
+    new_run_dir,
+    read_checkpoint,
+    read_log,
+    saved_config,
+    start_run_folder,
+    trim_log,
+    write_checkpoint,
+    write_final_model,
+)
+from .selection import (
+    describe_schedule,
+    freeze_alphas,
+    record_pruned,
+    resumed_schedule,
+    schedule_for_run,
+    selection_event,
+)
 from .train_config import TrainConfig
 from .validate import autocast, evaluate
 

@@ -10,8 +10,8 @@ from typing import Dict
 import torch
 from torch import nn
 
-from ...weights import load_state_strict
 from ...models._tck_layers import StateReader, channel_major_to_channel, degree_major_to_channel, norm_state
+from ...weights import load_state_strict
 
 __all__ = ["StateReader", "channel_major_to_channel", "degree_major_to_channel", "load_strict", "norm_state"]
 

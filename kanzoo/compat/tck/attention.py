@@ -15,8 +15,13 @@ import torch
 
 from ...layers import KANFocalModulation, KANSelfAttention
 from ...layers.bases import basis_classes
-from ...models._tck_layers import (StateReader, convert_attention_state, convert_conv_state, convert_layer_state,
-                                   norm_state)
+from ...models._tck_layers import (
+    StateReader,
+    convert_attention_state,
+    convert_conv_state,
+    convert_layer_state,
+    norm_state,
+)
 from ._args import class_name, ndim_of, split_norm_kwargs
 from .conv import BOTTLENECK_FAMILIES, CONV_FAMILIES
 

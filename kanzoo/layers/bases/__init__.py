@@ -7,14 +7,26 @@ from __future__ import annotations
 
 from typing import Callable, Type, Union
 
-from .base import (ACT_FLOPS, Basis, CompilableValues, act_flops, basis_classes, basis_tags, list_bases,
-                   polynomial_bases, register_basis)
+from .base import (
+    ACT_FLOPS,
+    Basis,
+    CompilableValues,
+    act_flops,
+    basis_classes,
+    basis_tags,
+    cat_basis,
+    list_bases,
+    polynomial_bases,
+    register_basis,
+    stack_basis,
+    unregister_basis,
+)
 from .bernstein import BernsteinBasis
 from .bspline import BSplineBasis
-from .kernels import get_basis_kernel, set_basis_kernel
 from .chebyshev import ChebyshevBasis
 from .gram import GramBasis
 from .jacobi import JacobiBasis
+from .kernels import get_basis_kernel, set_basis_kernel
 from .legendre import LegendreBasis
 from .rbf import RBFBasis
 from .relu import ReLUBasis
@@ -67,6 +79,6 @@ def create_basis(basis: BasisType, num_channels: int, device=None, dtype=None, g
 __all__ = [
     "ACT_FLOPS", "Basis", "BernsteinBasis", "BSplineBasis", "ChebyshevBasis", "GramBasis", "JacobiBasis",
     "LegendreBasis", "RBFBasis", "ReLUBasis", "RSWAFBasis", "WaveletBasis", "act_flops", "basis_classes",
-    "basis_tags", "compile_bases", "create_basis", "get_basis_class", "get_basis_kernel", "list_bases",
-    "polynomial_bases", "register_basis", "set_basis_kernel", "wavelet",
+    "basis_tags", "cat_basis", "compile_bases", "create_basis", "get_basis_class", "get_basis_kernel", "list_bases",
+    "polynomial_bases", "register_basis", "set_basis_kernel", "stack_basis", "unregister_basis", "wavelet",
 ]

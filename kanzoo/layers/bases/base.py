@@ -178,6 +178,13 @@ def register_basis(name: str, cls: Type[Basis]) -> None:
     _REGISTRY[name.lower()] = cls
 
 
+def unregister_basis(name: str) -> None:
+    """Removes a registered basis (a plugin's or a test's); unknown names are a ValueError."""
+    if name.lower() not in _REGISTRY:
+        raise ValueError(f"no basis {name!r} is registered; registered: {sorted(_REGISTRY)}")
+    del _REGISTRY[name.lower()]
+
+
 def list_bases() -> List[str]:
     """The names of the registered bases."""
     return sorted(_REGISTRY)

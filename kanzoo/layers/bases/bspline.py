@@ -114,8 +114,9 @@ class BSplineBasis(Basis, CompilableValues):
     values as the full recursion, so the two agree to the last bit; the window is scattered into the
     (N, C, F, ...) output. In training, the forward keeps only x; backward reruns the window recursion with
     its derivative carried alongside (the derivative autograd would take through the full recursion, with
-    the same knot differences), so none of the recursion's intermediates are stored. TorchScript, tracing and ONNX export run the same local recursion
-    through plain autograd (``torch.onnx`` export falls back to the full recursion, which needs no search);
+    the same knot differences), so none of the recursion's intermediates are stored. TorchScript, tracing
+    and ONNX export run the same local recursion through plain autograd (``torch.onnx`` export falls back to
+    the full recursion, which needs no search);
     double backward needs ``local=False``.
 
     Args:

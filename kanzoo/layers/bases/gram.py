@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..create import LayerType, get_act_layer
-from .base import Basis, act_flops, check_degree
+from .base import act_flops, check_degree
 from .recurrence import ThreeTermBasis
 
 

@@ -59,7 +59,8 @@ class JacobiBasis(ThreeTermBasis):
         return torch.tanh(x)
 
     def recurrence(self, t: torch.Tensor) -> Tuple[List[float], List[float], torch.Tensor]:
-        return self.ra[: self.degree + 1], self.rb[: self.degree + 1], torch.tensor(self.c, dtype=t.dtype, device=t.device)
+        c = torch.tensor(self.c, dtype=t.dtype, device=t.device)
+        return self.ra[: self.degree + 1], self.rb[: self.degree + 1], c
 
     def extra_repr(self) -> str:
         return f"degree={self.degree}, a={self.a}, b={self.b}"

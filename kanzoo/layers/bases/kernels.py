@@ -28,6 +28,8 @@ from typing import Callable, Dict, Optional, Sequence
 
 import torch
 
+from ...errors import first_line
+
 __all__ = ["KernelSwitch", "set_basis_kernel", "get_basis_kernel", "MIN_COMPILED_NUMEL"]
 
 #: "auto" evaluates smaller inputs eagerly
@@ -87,8 +89,7 @@ class KernelSwitch:
         except Exception as e:  # noqa: BLE001  (no compiler, unsupported backend, ...)
             if requested != "auto":
                 raise
-            msg = str(e).strip()
-            self.state["compile_failed"] = f"{type(e).__name__}: {msg.splitlines()[0] if msg else ''}"
+            self.state["compile_failed"] = first_line(e, with_type=True)
             warnings.warn(f"{self.who}: torch.compile failed ({self.state['compile_failed']}); using the eager "
                           f"{self.what} from now on (slower). Set {self.env}=eager to silence this, or install a C++ "
                           f"compiler (CPU) / triton (GPU) for the fast kernel.", RuntimeWarning, stacklevel=stacklevel)

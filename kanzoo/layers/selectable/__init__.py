@@ -28,14 +28,32 @@ The package holds the layers (:mod:`.modules`) and the operations on a whole mod
 training-loop schedule of the three phases belongs to the workflows (:mod:`kanzoo.workflows.selection`).
 """
 from ...errors import NotPrunedError
+
 # also importable from here, outside __all__ as before: ALPHA_MODES, PoolType, parse_pool, and for kanzoo.profile,
 # which tells the selectable and pruned layers apart, SELECTABLE_LAYERS and _PrunedBase
 from .modules import (  # noqa: F401
-    ALPHA_MODES, DEFAULT_POOL, SELECTABLE_LAYERS, PoolType, PrunedKANConvNd, PrunedKANLinear, SelectableKANConv1d,
-    SelectableKANConv2d, SelectableKANConv3d, SelectableKANConvNd, SelectableKANLinear, _PrunedBase, parse_pool,
+    ALPHA_MODES,
+    DEFAULT_POOL,
+    SELECTABLE_LAYERS,
+    PoolType,
+    PrunedKANConvNd,
+    PrunedKANLinear,
+    SelectableKANConv1d,
+    SelectableKANConv2d,
+    SelectableKANConv3d,
+    SelectableKANConvNd,
+    SelectableKANLinear,
+    _PrunedBase,
+    parse_pool,
 )
 from .ops import (
-    check_exportable, masks_from_spec, masks_to_spec, prune_masks, prune_model, select_model, selectable_layers,
+    check_exportable,
+    masks_from_spec,
+    masks_to_spec,
+    prune_masks,
+    prune_model,
+    select_model,
+    selectable_layers,
     selection_summary,
 )
 

@@ -546,7 +546,8 @@ class PrunedKANConvNd(_PrunedBase):
         return self.act(self.norm(y))
 
     def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, kept={self.counts()}, members_per_channel={self.index.shape[0]}"
+        return (f"{self.in_channels}, {self.out_channels}, kept={self.counts()}, "
+                f"members_per_channel={self.index.shape[0]}")
 
 
 class PrunedKANLinear(_PrunedBase):
@@ -583,7 +584,8 @@ class PrunedKANLinear(_PrunedBase):
         return self.act(y).reshape(shape)
 
     def extra_repr(self) -> str:
-        return f"{self.in_features}, {self.out_features}, kept={self.counts()}, members_per_channel={self.index.shape[0]}"
+        return (f"{self.in_features}, {self.out_features}, kept={self.counts()}, "
+                f"members_per_channel={self.index.shape[0]}")
 
 
 SELECTABLE_LAYERS = (SelectableKANLinear, SelectableKANConvNd)
