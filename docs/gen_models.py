@@ -40,7 +40,7 @@ def render() -> str:
     from timm.models import get_arch_pretrained_cfgs, get_pretrained_cfg
     from timm.models._registry import _model_to_module
 
-    from kanzoo.models._base import BASIS_TAGS
+    from kanzoo.models import BASIS_TAGS
     from kanzoo.models._naming import parse_model_name
 
     names = kanzoo.list_models()
