@@ -44,7 +44,6 @@ import math
 import os
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -58,6 +57,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from kanzoo import profile  # noqa: E402
+from kanzoo.io import atomic_write  # noqa: E402
 from kanzoo.layers import KANLinear, SelectableKANLinear, selection_summary  # noqa: E402
 from kanzoo.layers.bases import BSplineBasis  # noqa: E402
 from kanzoo.workflows.selection import SelectionSchedule  # noqa: E402
@@ -427,26 +427,20 @@ def plot(summary: Dict[str, Any], path: Path) -> None:
 
 
 def _atomic(path: Path, write: Callable[[str], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    """:func:`kanzoo.io.atomic_write`, with the file given the usual permissions (``0o666`` less the umask)
+    rather than the ``0o600`` of a temporary file, so that the figures and reports can be shared as written."""
     umask = os.umask(0)
     os.umask(umask)
-    try:
+
+    def write_shared(tmp: str) -> None:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        os.chmod(tmp, 0o666 & ~umask)
+
+    atomic_write(path, write_shared)
 
 
 def _write_text(path: Path, text: str) -> None:
-    def write(p: str) -> None:
-        with open(p, "w", encoding="utf-8") as f:
-            f.write(text)
-    _atomic(path, write)
+    _atomic(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
 
 
 def main(argv=None) -> int:

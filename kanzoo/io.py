@@ -39,8 +39,9 @@ def atomic_write(path: PathLike, write: Callable[[str], None]) -> Path:
 
 
 def atomic_write_text(path: PathLike, text: str) -> Path:
+    """``text`` as UTF-8 with ``\n`` line ends on every platform, written atomically."""
     def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
     return atomic_write(path, write)
 

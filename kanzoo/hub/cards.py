@@ -7,13 +7,12 @@ GMACs), so a card cannot drift from the registry without the test that regenerat
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from torch import nn
 
+from ..io import atomic_write_text
 from ..models import create_model, list_models, list_pretrained
 from ..models._base import model_task
 from ..profile import count_macs
@@ -226,19 +225,8 @@ def card_filename(name: str) -> str:
     return f"{name}.md"
 
 
-def write_text_atomic(path: Union[str, Path], text: str) -> None:
-    """Writes ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+#: kept for existing callers: cards are written by :func:`kanzoo.io.atomic_write_text`
+write_text_atomic = atomic_write_text
 
 
 def write_model_cards(out_dir: Union[str, Path], names: Optional[Sequence[str]] = None) -> List[Path]:
@@ -249,7 +237,7 @@ def write_model_cards(out_dir: Union[str, Path], names: Optional[Sequence[str]] 
     written = []
     for name in names:
         path = out_dir / card_filename(name)
-        write_text_atomic(path, model_card(name))
+        atomic_write_text(path, model_card(name))
         written.append(path)
     if names == card_tags():
         keep = {p.name for p in written} | {"README.md"}

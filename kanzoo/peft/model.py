@@ -13,7 +13,6 @@ import inspect
 import json
 import os
 import re
-import tempfile
 import warnings
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -22,6 +21,7 @@ import torch
 from torch import nn
 
 from .._version import __version__
+from ..io import atomic_write, write_json
 from ..layers.rational import GroupRational
 from .bases import get_basis_rule
 from .config import CONFIG_NAME, TYPE_PREFIX, WEIGHTS_NAME, BasisAdapterConfig
@@ -78,20 +78,6 @@ def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, attr = name.rpartition(".")
     parent = root.get_submodule(parent_name) if parent_name else root
     setattr(parent, attr, module)
-
-
-def _atomic_write(path: str, write) -> None:
-    """Runs ``write(tmp_path)`` on a temporary file beside ``path``, then renames it over ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _layer_record(layer: BasisAdapterLayer) -> Dict[str, Any]:
@@ -536,15 +522,9 @@ class PeftModel(nn.Module):
         config["kanzoo_version"] = __version__
         config["inference_mode"] = True
         config["target_layers"] = {n: _layer_record(layer) for n, layer in self.adapter_layers().items()}
-        text = json.dumps(config, indent=2, sort_keys=True) + "\n"
-        _atomic_write(os.path.join(directory, WEIGHTS_NAME),
-                      lambda p: save_file(tensors, p, metadata={"format": "pt", "peft_type": config["peft_type"]}))
-
-        def write_json(p: str) -> None:
-            with open(p, "w", encoding="utf-8") as f:
-                f.write(text)
-
-        _atomic_write(os.path.join(directory, CONFIG_NAME), write_json)
+        atomic_write(os.path.join(directory, WEIGHTS_NAME),
+                     lambda p: save_file(tensors, p, metadata={"format": "pt", "peft_type": config["peft_type"]}))
+        write_json(os.path.join(directory, CONFIG_NAME), config)
 
     @classmethod
     def from_pretrained(cls, model: nn.Module, model_id: Union[str, os.PathLike], is_trainable: bool = False,
