@@ -44,8 +44,9 @@ def add_parser(sub) -> None:
                         help="fix height and width at the export size (default: dynamic where the model allows)")
     parser.add_argument("--num-classes", type=int, help="classifier size (default: the cfg's or the checkpoint's)")
     parser.add_argument("--in-chans", type=int, help="input channels (default: the cfg's or the checkpoint's)")
-    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra model argument, e.g. width_scale=0.25 (Python literal; repeatable)")
+    parser.add_argument("--model-kwargs", "--model-arg", dest="model_arg", nargs="+", action="extend", default=[],
+                        metavar="KEY=VALUE", help="model arguments, e.g. width_scale=0.25 (Python literals), as in the "
+                                                  "other commands; --model-arg is the older spelling")
     parser.add_argument("--labels", metavar="FILE", help="class names: one per line, or a JSON list")
     parser.add_argument("--mean", type=float, nargs="+", help="normalisation mean to store (default: the cfg's)")
     parser.add_argument("--std", type=float, nargs="+", help="normalisation std to store (default: the cfg's)")

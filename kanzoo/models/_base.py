@@ -102,7 +102,7 @@ def _strict_filter(family_filter: Optional[Callable], cfg: PretrainedCfg, name: 
 def _source_name(cfg: PretrainedCfg, name: str) -> str:
     kind, where = weight_source(cfg)
     if kind == "state_dict":
-        return f"the state dict given for {name}"
+        return str(cfg.file) if cfg.file else f"the state dict given for {name}"
     if kind == "hf-hub" and cfg.hf_hub_filename:
         return f"{where}/{cfg.hf_hub_filename}"
     return str(where) if where else name

@@ -82,8 +82,8 @@ def _create_from_checkpoint(model_name: str, checkpoint_path: Any, **kwargs: Any
     state = unwrap_checkpoint(load_state_file(checkpoint_path))
     for key, value in infer_model_shape(model_name, state).items():
         kwargs.setdefault(key, value)
-    overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {}, state_dict=state, file=None, hf_hub_id=None,
-                   url=None)
+    overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {}, state_dict=state, file=str(checkpoint_path),
+                   hf_hub_id=None, url=None)
     if kwargs.get("num_classes") is not None:
         overlay["num_classes"] = kwargs["num_classes"]  # the file's head is the model's head: load it strictly
     return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
