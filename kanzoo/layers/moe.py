@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._utils import IntOrTuple, check_channels, check_probability, fixed_ndim, init_conv_geometry
-from .bases import BasisType, get_basis_class
-from .bottleneck import bottleneck_width
-from .conv import _DROPOUT, KANConvNd, check_input, conv_nd
-from .create import LayerType, create_act, create_norm, get_act_layer
+from ._utils import IntOrTuple, check_channels, fixed_ndim
+from .bases import BasisType
+from .bottleneck import _BottleneckConv
+from .conv import KANConvNd, check_input
+from .create import LayerType
 
 
 def _check_int(name: str, value, minimum: int) -> int:
@@ -260,7 +260,7 @@ MoEKANConv2d = fixed_ndim(MoEKANConvNd, 2, "MoEKANConv2d")
 MoEKANConv3d = fixed_ndim(MoEKANConvNd, 3, "MoEKANConv3d")
 
 
-class MoEBottleneckKANConvNd(nn.Module):
+class MoEBottleneckKANConvNd(_BottleneckConv):
     r"""A bottleneck KAN convolution whose basis convolution is a mixture of experts.
 
     The 1×1 projections, the base branch and the norm are shared; only the basis convolution at the
@@ -317,23 +317,10 @@ class MoEBottleneckKANConvNd(nn.Module):
     ):
         super().__init__()
         dd = dict(device=device, dtype=dtype)
-        init_conv_geometry(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, ndim)
-        if not dim_reduction > 0:
-            raise ValueError(f"dim_reduction must be > 0, got {dim_reduction!r}")
-        cig, cog = in_channels // groups, out_channels // groups
-        self.inner_channels = inner = bottleneck_width(cig, cog, dim_reduction, min_internal)
-
-        basis_cls = get_basis_class(basis)
-        self.base_act = get_act_layer(base_act, basis_cls.default_base_act or "identity")()
-        norm = basis_cls.default_norm if norm_layer is None else norm_layer
-        self.norm = create_norm(norm, out_channels, ndim, **dd, **(norm_kwargs or {}))
-        self.act = create_act(act_layer, out_channels, basis_cls.default_act, **dd)
-        self.dropout = _DROPOUT[ndim](check_probability(dropout)) if dropout > 0 else nn.Identity()
-
-        ones = (1,) * ndim
-        self.weight = nn.Parameter(torch.empty((out_channels, cig) + self.kernel_size, **dd))
-        self.inner_weight = nn.Parameter(torch.empty((inner * groups, cig) + ones, **dd))
-        self.outer_weight = nn.Parameter(torch.empty((out_channels, inner) + ones, **dd))
+        self._init_bottleneck(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, ndim, basis,
+                              dim_reduction, min_internal, base_act, norm_layer, norm_kwargs, act_layer, dropout, dd,
+                              None)
+        inner = self.inner_channels
         # experts: the grouped basis conv I·G -> I·G of BottleneckKANConvNd, one per expert
         self.moe = MoEKANConvNd(
             inner * groups, inner * groups, self.kernel_size, num_experts=num_experts, top_k=top_k,
@@ -344,28 +331,14 @@ class MoEBottleneckKANConvNd(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        cig = self.in_channels // self.groups
-        for w, fan_in in ((self.weight, cig * math.prod(self.kernel_size)), (self.inner_weight, cig),
-                          (self.outer_weight, self.inner_channels)):
-            bound = math.sqrt(3.0 / fan_in)
-            nn.init.uniform_(w, -bound, bound)
+        self._reset_kernels()
         self.moe.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         check_input(x, self.ndim, self.in_channels, "MoEBottleneckKANConvNd")
-        ones, zeros = [1] * self.ndim, [0] * self.ndim
-        base = conv_nd(self.base_act(x), self.weight, self.stride, self.padding, self.dilation, self.groups,
-                       self.ndim)
-        z = conv_nd(self.dropout(x), self.inner_weight, ones, zeros, ones, self.groups, self.ndim)
+        base, z = self._base_and_inner(x)
         y, aux = self.moe(z)
-        y = conv_nd(y, self.outer_weight, ones, zeros, ones, self.groups, self.ndim)
-        return self.act(self.norm(y + base)), aux
-
-    def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, "
-                f"inner_channels={self.inner_channels}")
-
+        return self._expand(y, base), aux
 
 
 MoEBottleneckKANConv1d = fixed_ndim(MoEBottleneckKANConvNd, 1, "MoEBottleneckKANConv1d")

@@ -254,17 +254,13 @@ class BasisAdapterLayer(nn.Module):
         layer: BottleneckKANConvNd = self.base_layer
         check_input(x, layer.ndim, layer.in_channels, "BottleneckKANConvNd")
         check_spatial(x, layer.kernel_size, layer.padding, layer.dilation, "BottleneckKANConvNd")
-        ones, zeros = [1] * layer.ndim, [0] * layer.ndim
-        base = conv_nd(layer.base_act(x), layer.weight, layer.stride, layer.padding, layer.dilation, layer.groups,
-                       layer.ndim)
-        z = conv_nd(layer.dropout(x), layer.inner_weight, ones, zeros, ones, layer.groups, layer.ndim)
+        base, z = layer._base_and_inner(x)
         main, extra = self.basis_values(z, None)
         geometry = (layer.stride, layer.padding, layer.dilation, layer.groups, layer.ndim)
         y = conv_nd(_flat(main), self.effective_basis_weight().flatten(1, 2), *geometry)
         if extra is not None:
             y = y + conv_nd(_flat(extra), self.extra_weight().flatten(1, 2), *geometry)
-        y = conv_nd(y, layer.outer_weight, ones, zeros, ones, layer.groups, layer.ndim)
-        return layer.act(layer.norm(y + base))
+        return layer._expand(y, base)
 
     def _forward_linear(self, x: torch.Tensor) -> torch.Tensor:
         layer: KANLinear = self.base_layer
