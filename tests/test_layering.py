@@ -22,7 +22,7 @@ TIERS: Dict[str, int] = {
     "kanzoo.cli": 6, "kanzoo.__main__": 6,
 }
 #: the package's front door and deprecated aliases: they may import anything, and nothing imports them
-ENTRY_POINTS = {"kanzoo", "kanzoo.segmentation"}
+ENTRY_POINTS = {"kanzoo", "kanzoo.segmentation", "kanzoo.hub.download", "kanzoo.models.unet_kan"}
 #: function-level imports of first-party code allowed outside the CLI (each defers something heavy)
 MAX_DEFERRED = 10
 
