@@ -1,13 +1,15 @@
 """Shared pieces of kanzoo's classification models: the timm model API, configs, the builder and stem
 adaptation."""
 import dataclasses
-from typing import Any, Callable, Dict, Optional, Type
+import inspect
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type, Union
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import ClassifierHead
-from timm.models import PretrainedCfg, build_model_with_cfg, generate_default_cfgs
+from timm.models import PretrainedCfg, build_model_with_cfg, generate_default_cfgs, model_entrypoint, register_model
 from timm.models._builder import resolve_pretrained_cfg
+from timm.models._features import feature_take_indices
 from torch import nn
 
 from ..layers.bases import basis_tags, get_basis_class, polynomial_bases
@@ -181,6 +183,55 @@ class KANClassifier(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+class SequentialKANClassifier(KANClassifier):
+    """A :class:`KANClassifier` whose body is one ``nn.Sequential``, ``self.features``, with the feature taps of
+    ``feature_info`` at the positions ``self.feature_ends`` of it (VGG, DenseNet): timm's
+    ``forward_intermediates`` and ``prune_intermediate_layers`` for that layout."""
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: Optional[Union[int, List[int]]] = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+        """The outputs of ``features`` at the taps picked by ``indices`` (int: the last n; None: all), and the
+        final features unless ``intermediates_only``; ``stop_early`` stops at the last tap taken."""
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+        take, max_index = feature_take_indices(len(self.feature_ends), indices)
+        end = self.feature_ends[max_index] if stop_early else len(self.features) - 1
+        intermediates = []
+        for i, layer in enumerate(self.features):
+            if i > end:
+                break
+            x = layer(x)
+            if i in self.feature_ends and self.feature_ends.index(i) in take:
+                intermediates.append(x)
+        return intermediates if intermediates_only else (x, intermediates)
+
+    @torch.jit.ignore
+    def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> List[int]:
+        """Drops the layers after the last tap in ``indices``; the head, sized for that tap, becomes pooling
+        only (``num_classes=0``) when layers were dropped or with ``prune_head``. Keeps device, dtype, train
+        mode and gradient checkpointing."""
+        take, max_index = feature_take_indices(len(self.feature_ends), indices)
+        end = self.feature_ends[max_index]
+        pruned = end < len(self.features) - 1
+        self.features = self.features[:end + 1]
+        if pruned or prune_head:
+            w = self.head.fc.weight if isinstance(self.head.fc, nn.Linear) else next(self.parameters())
+            checkpointing = self.grad_checkpointing
+            self._init_head(self.feature_info[max_index]["num_chs"], 0, "", self.drop_rate, device=w.device,
+                            dtype=w.dtype)
+            self.grad_checkpointing = checkpointing
+            self.head.train(self.training)
+        return take
+
+
 def declared_task(model: nn.Module) -> Optional[str]:
     """The task a model declares: its ``task`` attribute, else a ``task=...`` note of its pretrained cfg."""
     task = getattr(model, "task", None)
@@ -230,13 +281,23 @@ def register_variants(module_globals: Dict[str, Any], variants: Dict[str, Dict[s
     formatted with the name and its arguments. Call it after ``default_cfgs`` is defined (timm reads
     the cfgs when a model is registered).
     """
-    from timm.models import register_model
-
     for name, model_args in variants.items():
         def entrypoint(pretrained: bool = False, _name=name, _args=model_args, **kwargs):
             return create_fn(_name, pretrained, **dict(_args, **kwargs))
 
         entrypoint.__name__ = entrypoint.__qualname__ = name
         entrypoint.__module__ = module_globals["__name__"]
+        entrypoint.variant_args = dict(model_args)
         entrypoint.__doc__ = doc.format(name=name, args=", ".join(f"{k}={v!r}" for k, v in model_args.items()))
         module_globals[name] = register_model(entrypoint)
+
+
+def architecture_defaults(name: str, model_cls: Type[nn.Module]) -> Dict[str, Any]:
+    """The arguments architecture ``name`` gets when a caller passes none: ``model_cls``'s constructor defaults,
+    updated by the arguments its registered variant passes (``{}`` for an architecture kanzoo did not register)."""
+    variant = getattr(model_entrypoint(name), "variant_args", None)
+    if variant is None:
+        return {}
+    params = inspect.signature(model_cls.__init__).parameters.values()
+    defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+    return dict(defaults, **variant)
