@@ -20,10 +20,9 @@ with a degree-3 polynomial basis a KAN conv has about 5× the weights of a plain
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
-from timm.models._features import feature_take_indices
 from timm.models._manipulate import MATCH_PREV_GROUP, checkpoint
 from torch import nn
 
@@ -31,7 +30,7 @@ from ..layers import KANConv2d
 from ._base import (
     BASIS_TAGS,
     PAPER_TCK,
-    KANClassifier,
+    SequentialKANClassifier,
     _cfg,
     adapt_kan_stem,
     build_kan_model,
@@ -110,12 +109,13 @@ class TransitionKAN(nn.Sequential):
         self.pool = nn.AvgPool2d(kernel_size=2, stride=2)
 
 
-class DenseNetKAN(KANClassifier):
+class DenseNetKAN(SequentialKANClassifier):
     """DenseNet-BC with KAN convolutions (see the module docstring for which convs are KAN).
 
     ``features``: ``conv0`` (KAN 7×7, stride 2), ``pool0`` (3×3 max, stride 2), then ``denseblock{i}``
     and, between blocks, ``transition{i}`` (KAN 1×1 to half the channels, 2×2 average pool). Output
-    stride 32: 7×7 features at 224².
+    stride 32: 7×7 features at 224². The feature taps (``feature_info``) are the dense blocks' outputs, before
+    their transitions.
 
     Args:
         growth_rate: k, channels each dense layer adds (multiplied by ``width_scale``).
@@ -196,46 +196,6 @@ class DenseNetKAN(KANClassifier):
         for m in self.features.modules():
             if isinstance(m, DenseLayerKAN):
                 m.grad_checkpointing = enable
-
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: Optional[Union[int, List[int]]] = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
-        """Dense-block outputs (before their transitions) at ``indices``; see timm's ``forward_intermediates``."""
-        if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
-        intermediates = []
-        take_indices, max_index = feature_take_indices(len(self.feature_ends), indices)
-        last = self.feature_ends[max_index] if stop_early else len(self.features) - 1
-        for i, layer in enumerate(self.features):
-            if i > last:
-                break
-            x = layer(x)
-            if i in self.feature_ends and self.feature_ends.index(i) in take_indices:
-                intermediates.append(x)
-        if intermediates_only:
-            return intermediates
-        return x, intermediates
-
-    @torch.jit.ignore
-    def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1, prune_norm: bool = False,
-                                  prune_head: bool = True) -> List[int]:
-        """Drops the layers after the last tap in ``indices`` (and the head when asked or needed)."""
-        take_indices, max_index = feature_take_indices(len(self.feature_ends), indices)
-        prune_end = max_index < len(self.feature_ends) - 1
-        self.features = self.features[:self.feature_ends[max_index] + 1]
-        if prune_end:  # the head is sized for the last block: rebuild it for the new last tap
-            w = next(self.parameters())
-            self._init_head(self.feature_info[max_index]["num_chs"], 0, "", self.drop_rate, w.device, w.dtype)
-            self.head.train(self.training)
-        elif prune_head:
-            self.reset_classifier(0, "")
-        return take_indices
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)

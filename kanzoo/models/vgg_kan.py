@@ -17,10 +17,9 @@ Model names: ``vgg_{basis tag}[_bn]{depth}[_v{n}]``, for example ``vgg_kagn11_v4
   the settings of the published checkpoints.
 """
 import re
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
-from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 from torch import nn
 
@@ -28,7 +27,7 @@ from ..layers import BottleneckKANConv2d, KANConv2d, KANSelfAttention
 from ._base import (
     BASIS_TAGS,
     PAPER_TCK,
-    KANClassifier,
+    SequentialKANClassifier,
     _cfg,
     adapt_kan_stem,
     build_kan_model,
@@ -86,13 +85,14 @@ def _num_pools(cfg) -> int:
     return sum(v in ("M", "SAM") for v in _resolve_cfg(cfg))
 
 
-class VGGKAN(KANClassifier):
+class VGGKAN(SequentialKANClassifier):
     """A VGG of KAN convolutions (Drokin, arXiv 2407.01092; VGG: Simonyan & Zisserman, arXiv 1409.1556).
 
     ``features`` holds one module per entry of ``cfg`` (a 'SAM' entry holds two: attention, then max-pool),
     so ``features.{i}`` matches torch-conv-kan's layer indices. Each conv is 3×3, padding 1, stride 1,
     followed by the conv layer's norm and output activation. The head pools globally, applies dropout
-    ``drop_rate`` and a linear layer (``head.fc``).
+    ``drop_rate`` and a linear layer (``head.fc``). The feature taps (``feature_info``) are the ends of the
+    stages, before their max-pools.
 
     Args:
         cfg: a ``CFGS`` name (``'VGG11v4'``) or a list of widths, ``'M'`` and ``'SAM'``.
@@ -189,45 +189,6 @@ class VGGKAN(KANClassifier):
         if self.grad_checkpointing and not torch.jit.is_scripting():
             return checkpoint_seq(self.features, x)
         return self.features(x)
-
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: Optional[Union[int, List[int]]] = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
-        """Features and the outputs at ``feature_info`` levels (each stage end, before its max-pool)."""
-        if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
-        take, max_index = feature_take_indices(len(self.feature_ends), indices)
-        end = self.feature_ends[max_index] if stop_early else len(self.features) - 1
-        intermediates = []
-        for i, layer in enumerate(self.features):
-            if i > end:
-                break
-            x = layer(x)
-            if i in self.feature_ends and self.feature_ends.index(i) in take:
-                intermediates.append(x)
-        return intermediates if intermediates_only else (x, intermediates)
-
-    def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1, prune_norm: bool = False,
-                                  prune_head: bool = True) -> List[int]:
-        """Drops the layers after the last kept level (and the classifier with ``prune_head``)."""
-        take, max_index = feature_take_indices(len(self.feature_ends), indices)
-        end = self.feature_ends[max_index]
-        pruned = end < len(self.features) - 1
-        self.features = self.features[:end + 1]
-        if pruned or prune_head:
-            w = self.head.fc.weight if isinstance(self.head.fc, nn.Linear) else next(self.parameters())
-            checkpointing = self.grad_checkpointing
-            self._init_head(self.feature_info[max_index]["num_chs"], 0, "", self.drop_rate, device=w.device,
-                            dtype=w.dtype)
-            self.grad_checkpointing = checkpointing
-            self.head.train(self.training)
-        return take
 
 
 _REFERENCE_KEY = re.compile(r"^features\.\d+\.(module\.)?(poly_weights|beta_weights|base_conv\.|layer_norm\.|"
