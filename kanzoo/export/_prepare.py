@@ -7,7 +7,7 @@ import os
 import uuid
 import warnings
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -174,6 +174,33 @@ def check_inputs(model: nn.Module, input_size: Sequence[int], batch_size: int, s
         h2, w2 = other_spatial_size(model, input_size)
         out.append(("spatial", torch.randn(1, c, h2, w2, generator=g)))
     return out
+
+
+class TraceSetup(NamedTuple):
+    """What an exporter with optional dynamic batch and spatial axes traces with and verifies against."""
+
+    size: Tuple[int, int, int]
+    spatial_options: List[bool]
+    batch_size: int
+    inputs: List[CheckInput]
+    expected: Dict[str, torch.Tensor]
+    num_classes: int
+
+
+def trace_setup(model: nn.Module, input_size: InputSize, dynamic_spatial: Optional[bool],
+                batch_size: Optional[int], dynamic_batch: bool, seed: int) -> TraceSetup:
+    """The export size, the dynamic-spatial settings to try (:func:`spatial_options`), the trace batch
+    (:func:`resolve_batch`), the verification inputs (:func:`check_inputs`; no batch-1 check when the batch
+    is fixed), the eager outputs for them and the class count (dim 1 of the output). Run it in
+    :func:`export_mode`."""
+    size = resolve_input_size(model, input_size)
+    options = spatial_options(model, dynamic_spatial)
+    batch_size = resolve_batch(batch_size, dynamic_batch)
+    inputs = check_inputs(model, size, batch_size, spatial=True in options, seed=seed)
+    if not dynamic_batch:
+        inputs = [(w, x) for w, x in inputs if w != "batch"]
+    expected = eager_outputs(model, inputs)
+    return TraceSetup(size, options, batch_size, inputs, expected, int(expected["export"].shape[1]))
 
 
 def eager_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

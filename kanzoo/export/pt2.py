@@ -19,16 +19,12 @@ from torch import nn
 from ._prepare import (
     InputSize,
     StagedFiles,
-    check_inputs,
     check_parent,
-    eager_outputs,
     explain_instability,
     export_mode,
     first_line,
     quiet_export_warnings,
-    resolve_batch,
-    resolve_input_size,
-    spatial_options,
+    trace_setup,
 )
 from .metadata import build_metadata, model_name, model_task
 from .verify import ExportError, ExportReport, ExportVerificationError, check_rtol, verify_with_fallback
@@ -84,14 +80,8 @@ def to_pt2(
     rtol = check_rtol(rtol)
     name = model_name(model)
     with export_mode(model) as (traced, notes), StagedFiles() as staged:
-        size = resolve_input_size(model, input_size)
-        options = spatial_options(model, dynamic_spatial)
-        batch_size = resolve_batch(batch_size, dynamic_batch)
-        inputs = check_inputs(model, size, batch_size, spatial=True in options, seed=seed)
-        if not dynamic_batch:
-            inputs = [(w, x) for w, x in inputs if w != "batch"]
-        expected = eager_outputs(model, inputs)
-        num_classes = int(expected["export"].shape[1])
+        size, options, batch_size, inputs, expected, num_classes = trace_setup(
+            model, input_size, dynamic_spatial, batch_size, dynamic_batch, seed)
         tmp = staged.stage(path)
         found: Dict[str, Any] = {}
 
