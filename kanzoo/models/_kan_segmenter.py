@@ -39,6 +39,14 @@ def resize_like(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, size=ref.shape[-2:], mode="bilinear", align_corners=False)
 
 
+def seg_head(in_chs: int, num_classes: int, device=None, dtype=None) -> nn.Module:
+    """The output layer of a segmenter: a 1×1 conv from ``in_chs`` to ``num_classes`` per-pixel logits, or an
+    identity for ``num_classes=0`` (the model then returns its decoder features)."""
+    if num_classes <= 0:
+        return nn.Identity()
+    return nn.Conv2d(in_chs, num_classes, 1, device=device, dtype=dtype)
+
+
 class KANSegmenter(nn.Module):
     """What UKANet and U2KANet share: the task flag, checkpointing, and encoder-feature APIs.
 

@@ -37,6 +37,7 @@ from torch import nn
 
 from ..layers import SplineKANLinear, TokenKANBlock
 from ._base import _cfg, build_kan_model, generate_kan_cfgs, register_variants, unwrap_checkpoint
+from ._kan_segmenter import seg_head
 
 __all__ = ["UKAN"]
 
@@ -212,7 +213,7 @@ class UKAN(nn.Module):
         self.drop_rate = drop_rate
         self.head_drop = nn.Dropout2d(drop_rate) if drop_rate > 0 else nn.Identity()
         self.num_classes = num_classes
-        self.final = self._make_head(num_classes, **dd)
+        self.final = seg_head(self.head_hidden_size, num_classes, **dd)
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -227,11 +228,6 @@ class UKAN(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    def _make_head(self, num_classes: int, device=None, dtype=None) -> nn.Module:
-        if num_classes <= 0:
-            return nn.Identity()
-        return nn.Conv2d(self.head_hidden_size, num_classes, 1, device=device, dtype=dtype)
-
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.final
@@ -240,7 +236,8 @@ class UKAN(nn.Module):
         """Rebuilds the output 1×1 conv for ``num_classes`` (0: decoder features); keeps device, dtype and
         train mode. ``global_pool`` is accepted for timm's API and ignored (no pooling in segmentation)."""
         self.num_classes = num_classes
-        self.final = self._make_head(num_classes, **get_device_dtype(self.encoder1)).train(self.training)
+        dd = get_device_dtype(self.encoder1)
+        self.final = seg_head(self.head_hidden_size, num_classes, **dd).train(self.training)
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:

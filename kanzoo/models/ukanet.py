@@ -27,7 +27,15 @@ from torch import nn
 
 from ..layers import KANConv2d
 from ._base import PAPER_TCK, build_kan_model, generate_kan_cfgs, register_variants
-from ._kan_segmenter import KANSegmenter, filter_seg_checkpoint, resize_like, scale_width, seg_cfg, seg_conv_kwargs
+from ._kan_segmenter import (
+    KANSegmenter,
+    filter_seg_checkpoint,
+    resize_like,
+    scale_width,
+    seg_cfg,
+    seg_conv_kwargs,
+    seg_head,
+)
 
 __all__ = ["UKANet", "BasicBlockKAN", "UpBlockKAN"]
 
@@ -146,12 +154,7 @@ class UKANet(KANSegmenter):
         self.drop_rate = drop_rate
         self.head_drop = nn.Dropout2d(drop_rate) if drop_rate > 0 else nn.Identity()
         self.num_classes = num_classes
-        self.head = self._make_head(num_classes, **dd)
-
-    def _make_head(self, num_classes: int, device=None, dtype=None) -> nn.Module:
-        if num_classes <= 0:
-            return nn.Identity()
-        return nn.Conv2d(self.head_hidden_size, num_classes, 1, device=device, dtype=dtype)
+        self.head = seg_head(self.head_hidden_size, num_classes, **dd)
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
@@ -161,7 +164,7 @@ class UKANet(KANSegmenter):
         """Rebuilds the output 1×1 conv for ``num_classes`` (0: decoder features); keeps device, dtype and
         train mode. ``global_pool`` is accepted for timm's API and ignored (no pooling in segmentation)."""
         self.num_classes = num_classes
-        self.head = self._make_head(num_classes, **get_device_dtype(self.stem)).train(self.training)
+        self.head = seg_head(self.head_hidden_size, num_classes, **get_device_dtype(self.stem)).train(self.training)
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
