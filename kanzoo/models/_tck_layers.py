@@ -117,6 +117,20 @@ def channel_major_to_channel(w: torch.Tensor, cig: int, num_basis: int) -> torch
     return w.reshape((w.shape[0], cig, num_basis) + tuple(w.shape[2:])).contiguous()
 
 
+def read_basis_weight(reader: StateReader, key: str, layout: str, groups: int, cig: int,
+                      num_basis: int) -> torch.Tensor:
+    """A reference layer's basis kernels in kanzoo's (C_out, C_ig, F, *k) layout. ``key`` names one tensor per
+    group (``'poly_conv.{}.weight'``, concatenated over groups) or one stacked tensor (its first two dims
+    merged); ``layout`` is ``'degree'`` for the reference's degree-major order, else channel-major."""
+    if "{}" in key:
+        w = torch.cat(reader.take_groups(key, groups))
+    else:
+        w = reader.take(key)
+        w = w.reshape((-1,) + tuple(w.shape[2:]))
+    conv = degree_major_to_channel if layout == "degree" else channel_major_to_channel
+    return conv(w, cig, num_basis)
+
+
 def upstream_family(layer: Union[KANConvNd, BottleneckKANConvNd]) -> str:
     """The torch-conv-kan conv family whose keys ``layer`` converts from, as its basis class declares it
     (``GramBasis.upstream_names``: ``'KAGN'`` for a KAN conv, ``'BottleNeckKAGN'`` for a bottleneck conv)."""
@@ -154,13 +168,7 @@ def convert_conv_state(reader: StateReader, layer: KANConvNd, family: str, dst: 
     else:
         if layer.weight is not None:
             out[dst + "weight"] = torch.cat(reader.take_groups("base_conv.{}.weight", G))
-        if "{}" in wkey:
-            w = torch.cat(reader.take_groups(wkey, G))
-        else:
-            w = reader.take(wkey)
-            w = w.reshape((-1,) + tuple(w.shape[2:]))
-        conv = degree_major_to_channel if layout == "degree" else channel_major_to_channel
-        out[dst + "basis_weight"] = conv(w, cig, nb)
+        out[dst + "basis_weight"] = read_basis_weight(reader, wkey, layout, G, cig, nb)
         if family == "FastKAN":
             norm_state(reader, "layer_norm.{}", G, dst + "basis_norm", out)
         else:
@@ -201,13 +209,7 @@ def convert_bottleneck_state(reader: StateReader, layer: BottleneckKANConvNd, fa
     out[dst + "inner_weight"] = torch.cat(reader.take_groups("inner_proj.{}.weight", G))
     out[dst + "outer_weight"] = torch.cat(reader.take_groups("out_proj.{}.weight", G))
     wkey, layout = BOTTLENECK_LAYOUTS[family]
-    if "{}" in wkey:
-        w = torch.cat(reader.take_groups(wkey, G))
-    else:
-        w = reader.take(wkey)
-        w = w.reshape((-1,) + tuple(w.shape[2:]))
-    conv = degree_major_to_channel if layout == "degree" else channel_major_to_channel
-    out[dst + "basis_weight"] = conv(w, inner, nb)
+    out[dst + "basis_weight"] = read_basis_weight(reader, wkey, layout, G, inner, nb)
     if family == "BottleNeckKAGN":
         out[dst + "basis.beta_weights"] = reader.take("beta_weights")
     else:
