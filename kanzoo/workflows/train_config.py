@@ -41,14 +41,15 @@ class TrainConfig:
     label_smoothing: float = 0.1
     clip_grad: Optional[float] = None
     img_size: Optional[int] = None
-    no_aug: bool = False
-    scale: Tuple[float, float] = (0.08, 1.0)
-    ratio: Tuple[float, float] = (3 / 4, 4 / 3)
-    hflip: float = 0.5
-    vflip: float = 0.0
-    color_jitter: float = 0.4
-    auto_augment: Optional[str] = None
-    re_prob: float = 0.0
+    # the augmentations, one flag each, with AugConfig's defaults
+    no_aug: bool = AugConfig.no_aug
+    scale: Tuple[float, float] = AugConfig.scale
+    ratio: Tuple[float, float] = AugConfig.ratio
+    hflip: float = AugConfig.hflip
+    vflip: float = AugConfig.vflip
+    color_jitter: float = AugConfig.color_jitter
+    auto_augment: Optional[str] = AugConfig.auto_augment
+    re_prob: float = AugConfig.re_prob
     seed: int = 42
     workers: int = 2
     amp: bool = False
