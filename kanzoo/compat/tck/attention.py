@@ -14,7 +14,6 @@ from typing import Any, Dict
 import torch
 
 from ...layers import KANFocalModulation, KANSelfAttention
-from ...layers.bases import basis_classes
 from ...models._tck_layers import (
     StateReader,
     convert_attention_state,
@@ -23,7 +22,7 @@ from ...models._tck_layers import (
     norm_state,
 )
 from ._args import class_name, ndim_of, split_norm_kwargs
-from .conv import BOTTLENECK_FAMILIES, CONV_FAMILIES
+from .conv import BOTTLENECK_FAMILIES, CONV_FAMILIES, take_basis_kwargs
 
 # ref_class pattern -> (conv_layer, conv family of proj_q/k/v, RoPE)
 ATTENTION_CLASSES = [
@@ -92,13 +91,7 @@ def build_attention(case: Dict[str, Any]):
         norm_layer=class_name(a.pop("norm_layer", f"torch.nn.BatchNorm{ndim}d")), norm_kwargs=norm_kw,
         dropout=a.pop("dropout", 0.0), groups=a.pop("groups", 1),
     )
-    if "base_activation" in a:
-        kw["base_act"] = class_name(a.pop("base_activation"))
-    if basis_classes()[basis].polynomial:
-        kw["degree"] = a.pop("degree", 3)
-    else:
-        kw["g"], kw["k"] = a.pop("g", 5), a.pop("k", 3)
-        a.pop("train_ab", None)
+    kw.update(take_basis_kwargs(a, basis))
     if conv_layer == "bottleneck":
         kw["dim_reduction"] = a.pop("dim_reduction", 4.0)
         kw["min_internal"] = a.pop("min_internal", 16)

@@ -78,6 +78,21 @@ def conv_kwargs(case: Dict[str, Any], family: str) -> Tuple[Dict[str, Any], int]
     return kw, ndim
 
 
+def take_basis_kwargs(a: Dict[str, Any], basis: str) -> Dict[str, Any]:
+    """Pops from ``a`` the base activation and the basis arguments of a reference layer whose basis is
+    polynomial (``degree``) or ReLU-KAN (``g``, ``k``; ``train_ab`` has no kanzoo counterpart and is dropped),
+    as kanzoo kwargs: the bottleneck convs and the attention blocks."""
+    kw: Dict[str, Any] = {}
+    if "base_activation" in a:
+        kw["base_act"] = class_name(a.pop("base_activation"))
+    if basis_classes()[basis].polynomial:
+        kw["degree"] = a.pop("degree", 3)
+    else:
+        kw["g"], kw["k"] = a.pop("g", 5), a.pop("k", 3)
+        a.pop("train_ab", None)
+    return kw
+
+
 def _norm_class(name: str, ndim: int):
     table = {"batch": [nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d],
              "instance": [nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d]}
@@ -102,13 +117,7 @@ def build_bottleneck(case: Dict[str, Any], family: str) -> BottleneckKANConvNd:
         dim_reduction=a.pop("dim_reduction", 4.0), min_internal=a.pop("min_internal", 16),
         norm_layer=class_name(a.pop("norm_layer", "torch.nn.InstanceNorm2d")), norm_kwargs=norm_kw,
     )
-    if "base_activation" in a:
-        kw["base_act"] = class_name(a.pop("base_activation"))
-    if basis_classes()[basis].polynomial:
-        kw["degree"] = a.pop("degree", 3)
-    else:
-        kw["g"], kw["k"] = a.pop("g", 5), a.pop("k", 3)
-        a.pop("train_ab", None)
+    kw.update(take_basis_kwargs(a, basis))
     a.pop("l1_decay", None)
     if a:
         raise ValueError(f"{case['ref_class']}: arguments kanzoo does not understand: {sorted(a)}")
