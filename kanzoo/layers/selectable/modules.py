@@ -19,7 +19,7 @@ from .._utils import IntOrTuple, check_probability, fixed_ndim, init_conv_geomet
 from ..bases import get_basis_class
 from ..conv import KANConvNd, check_input
 from ..create import LayerType, create_act, create_norm
-from ..linear import KANLinear, check_features
+from ..linear import KANLinear, _check_features_arg, check_features
 
 __all__ = [
     "ALPHA_MODES", "DEFAULT_POOL", "PoolType", "PrunedKANConvNd", "PrunedKANLinear", "SELECTABLE_LAYERS",
@@ -310,10 +310,7 @@ class SelectableKANLinear(_SelectableMixin, nn.Module):
     ):
         super().__init__()
         dd = dict(device=device, dtype=dtype)
-        if isinstance(in_features, bool) or not isinstance(in_features, int) or in_features <= 0:
-            raise ValueError(f"in_features must be a positive int, got {in_features!r}")
-        if isinstance(out_features, bool) or not isinstance(out_features, int) or out_features <= 0:
-            raise ValueError(f"out_features must be a positive int, got {out_features!r}")
+        _check_features_arg(in_features, out_features)
         self.in_features, self.out_features = in_features, out_features
         check_probability(dropout)
         spec = parse_pool(pool)
