@@ -1,6 +1,7 @@
 """What the KAN-conv segmenters (:mod:`~kanzoo.models.ukanet`, :mod:`~kanzoo.models.u2kanet`) share: the KAN
 conv settings, the model base class (task flag, checkpointing, encoder-feature APIs), the segmentation
-pretrained cfg and the checkpoint filter.
+pretrained cfg and the checkpoint filter; and the output conv, :func:`seg_head`, which
+:mod:`~kanzoo.models.ukan` uses too.
 
 Both families map (B, in_chans, H, W) to per-pixel logits (B, num_classes, H, W) at the input resolution.
 Every conv is a :class:`~kanzoo.layers.KANConv2d` except the output convs (plain ``nn.Conv2d``: they produce
