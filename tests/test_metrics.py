@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
+from kanzoo.errors import WorkflowError
 from kanzoo.metrics import SegmentationMetrics, evaluate_segmentation, iou_dice_counts, masks_from_logits
-from kanzoo.workflows._common import WorkflowError
 from kanzoo.workflows.masks import SegmentationFolder, overlay_mask, predict_masks, write_mask_overlay
 
 

@@ -10,6 +10,6 @@ One module per command; ``kanzoo.cli`` only parses arguments and calls them::
     result = train(TrainConfig(model="simple_conv_kagn", data="data/", epochs=5, img_size=32))
     print(validate(load_model("simple_conv_kagn", checkpoint=result.run_dir), "data/val").top1)
 """
-from ._common import WorkflowError
+from ..errors import WorkflowError
 
 __all__ = ["WorkflowError"]

@@ -9,10 +9,8 @@ from typing import Optional
 import torch
 
 from ..errors import WorkflowError
-from ..io import PathLike, atomic_write, atomic_write_text, parse_kv, parse_value, read_json, write_json
 
-__all__ = ["WorkflowError", "PathLike", "atomic_write", "atomic_write_text", "parse_kv", "parse_value", "read_json",
-           "write_json", "seed_everything", "resolve_device", "resolve_dtype", "check_positive", "warn"]
+__all__ = ["seed_everything", "resolve_device", "resolve_dtype", "check_positive", "warn"]
 
 
 def seed_everything(seed: int) -> None:

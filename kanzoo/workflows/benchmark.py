@@ -8,8 +8,9 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from ..errors import WorkflowError
 from ..profile import count_macs
-from ._common import WorkflowError, check_positive, resolve_device, resolve_dtype
+from ._common import check_positive, resolve_device, resolve_dtype
 from .loading import load_model
 
 

@@ -14,7 +14,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
 
-from ._common import PathLike, WorkflowError, warn
+from ..errors import WorkflowError
+from ..io import PathLike
+from ._common import warn
 
 #: file suffixes read as images (case-insensitive)
 IMG_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")

@@ -24,9 +24,9 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from .. import peft
+from ..errors import WorkflowError
 from ..export import to_onnx
 from ..profile import count_macs
-from ._common import WorkflowError
 from .data import ImageFolder, build_transform, data_config_for, make_loader
 from .loading import load_model
 from .train import TrainConfig, train

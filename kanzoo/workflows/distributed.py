@@ -13,7 +13,8 @@ from typing import Any, Optional
 import torch
 import torch.distributed as dist
 
-from ._common import WorkflowError, resolve_device
+from ..errors import WorkflowError
+from ._common import resolve_device
 
 
 @dataclass

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from ._common import PathLike, WorkflowError, atomic_write
+from ..errors import WorkflowError
+from ..io import PathLike, atomic_write
 from .run_folder import LOG_NAME, read_log
 
 PLOT_NAME = "curves.png"

@@ -7,7 +7,9 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
-from ._common import PathLike, WorkflowError, check_positive, warn
+from ..errors import WorkflowError
+from ..io import PathLike
+from ._common import check_positive, warn
 from .data import DECODE_ERRORS, build_transform, data_config_for, list_images, load_image
 from .loading import LoadedModel, model_labels
 

@@ -14,10 +14,11 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 import torch
 from torch import nn
 
-from ..errors import OutputShapeError
+from ..errors import OutputShapeError, WorkflowError
+from ..io import PathLike
 from ..metrics import evaluate_segmentation, masks_from_logits
 from ..models._base import declared_task, model_task
-from ._common import PathLike, WorkflowError, check_positive
+from ._common import check_positive
 from .data import data_config_for
 from .loading import LoadedModel
 from .masks import SegmentationFolder, load_rgb, preprocess, write_mask_overlay

@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import PathLike, WorkflowError, check_positive, warn
+from ..errors import WorkflowError
+from ..io import PathLike
+from ._common import check_positive, warn
 from .data import ImageFolder, SkipTracker, build_transform, data_config_for, make_loader, shard
 from .loading import LoadedModel, model_labels
 

@@ -73,13 +73,13 @@ def mlpkan_reference(salt="cli/mlpkan"):
 
 
 def _load_by_file(out):
-    """The converted weights through the architecture name (timm's ``file`` overlay) plus config.json's args; a
-    num_classes other than the registered cfg's goes into the overlay too, else timm drops the classifier."""
+    """The converted weights through the architecture name (timm's ``file`` overlay) plus config.json's args and
+    its top-level num_classes (timm's layout), given to the overlay so that the file's head is the model's."""
     config = json.loads((out / "config.json").read_text())
-    args = config.get("model_args", {})
     return kanzoo.create_model(config["architecture"], pretrained=True,
                                pretrained_cfg_overlay=dict(file=str(out / "model.safetensors"),
-                                                           num_classes=args.get("num_classes", 1)), **args).eval()
+                                                           num_classes=config["num_classes"]),
+                               **config.get("model_args", {})).eval()
 
 
 @pytest.mark.parametrize("family", ["ukan", "mlpkan"])

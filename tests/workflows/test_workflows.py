@@ -9,8 +9,8 @@ from safetensors.torch import save_file
 
 import kanzoo
 from kanzoo.cli import main
+from kanzoo.errors import WorkflowError
 from kanzoo.workflows import train as train_mod
-from kanzoo.workflows._common import WorkflowError
 from kanzoo.workflows.data import ImageFolder, find_classes
 from kanzoo.workflows.validate import class_mapping
 from tests.support.cli_run import one_line_error, run
