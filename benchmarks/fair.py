@@ -41,13 +41,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -422,25 +421,12 @@ def plot(summary: Dict[str, Any], path: Path) -> None:
                fontsize=8, frameon=False)
     fig.suptitle("KAN vs MLP/CNN at matched parameters (top) and FLOPs (bottom); mean ± std over seeds", fontsize=11)
     fig.tight_layout(rect=(0, 0.07, 1, 0.97))
-    _atomic(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
     plt.close(fig)
 
 
-def _atomic(path: Path, write: Callable[[str], None]) -> None:
-    """:func:`kanzoo.io.atomic_write`, with the file given the usual permissions (``0o666`` less the umask)
-    rather than the ``0o600`` of a temporary file, so that the figures and reports can be shared as written."""
-    umask = os.umask(0)
-    os.umask(umask)
-
-    def write_shared(tmp: str) -> None:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~umask)
-
-    atomic_write(path, write_shared)
-
-
 def _write_text(path: Path, text: str) -> None:
-    _atomic(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
 
 
 def main(argv=None) -> int:

@@ -16,20 +16,30 @@ from typing import Any, Callable, Dict, Iterable, Optional, Union
 
 from .errors import WorkflowError
 
-__all__ = ["PathLike", "atomic_write", "atomic_write_text", "write_json", "read_json", "parse_value", "parse_kv"]
+__all__ = ["PathLike", "file_mode", "atomic_write", "atomic_write_text", "write_json", "read_json", "parse_value",
+           "parse_kv"]
 
 PathLike = Union[str, os.PathLike]
 
 
+def file_mode() -> int:
+    """The permissions ``open()`` gives a new file: 0o666 less the process's umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write(path: PathLike, write: Callable[[str], None]) -> Path:
     """Calls ``write(tmp_path)`` on a temporary file beside ``path``, then renames it into place with
-    ``os.replace``: readers see the old file or the new one, never half of one."""
+    ``os.replace``: readers see the old file or the new one, never half of one. The file gets the ordinary
+    permissions of a new file (the umask applies), not the temporary file's private ones."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -205,6 +205,8 @@ def _add_train(sub, cmd: str) -> None:
     r.add_argument("--seed", type=int, default=42)
     r.add_argument("--device", help="cpu, cuda (default: cuda when available; cuda:LOCAL_RANK under torchrun)")
     r.add_argument("--log-interval", type=int, default=50, help="log the loss every N steps")
+    r.add_argument("--max-skipped-fraction", type=float, default=0.005, metavar="F",
+                   help="stop when more than this fraction of an epoch's images will not decode (default 0.005)")
     r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars (default: on a terminal)")
     r.add_argument("-q", "--quiet", action=argparse.BooleanOptionalAction, default=False,

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .. import errors
+from ..io import file_mode
 from ..layers.selectable import check_exportable
 from .metadata import model_name, model_task
 from .moe import make_moe_exportable
@@ -268,6 +269,7 @@ class StagedFiles:
 
     def commit(self) -> None:
         for tmp, final in self._pairs:
+            os.chmod(tmp, file_mode())
             os.replace(tmp, final)
         self._pairs = []
 

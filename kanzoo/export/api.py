@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from ..io import file_mode
 from ..models import create_model
 from ..peft import load_adapter
 from ..weights import load_state_file, unwrap_checkpoint
@@ -144,6 +145,7 @@ def export_model(
                 reports.append(report.quantized)
         for report in reports:
             final = out_dir / Path(report.path).name
+            os.chmod(report.path, file_mode())
             os.replace(report.path, final)
             report.path = str(final)
         done = True

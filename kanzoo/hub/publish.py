@@ -21,6 +21,7 @@ from timm.models._hub import save_config_for_hf
 from torch import nn
 
 from .._version import __version__
+from ..io import file_mode
 from ..models._base import architecture_defaults
 from .cards import model_card
 
@@ -97,6 +98,7 @@ def save_pretrained(model: nn.Module, save_dir: Union[str, Path], model_args: Op
         (tmp / "README.md").write_text(card if card is not None else model_card(model, **(card_kwargs or {})),
                                        encoding="utf-8")
         for name in REPO_FILES:
+            os.chmod(tmp / name, file_mode())
             os.replace(tmp / name, save_dir / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -8,19 +8,11 @@ from typing import Any, Dict, List, Optional, Union
 
 import timm
 import torch
-from huggingface_hub import hf_hub_download
-from huggingface_hub.errors import (
-    EntryNotFoundError,
-    LocalEntryNotFoundError,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
 from timm.models import get_pretrained_cfg, is_model, split_model_name_tag
 from timm.models._registry import get_arch_pretrained_cfgs
 
-from .._version import __version__
-from ..errors import NoPretrainedWeightsError, UnknownModelError, WeightsNotFoundError, WeightsOfflineError
-from ..weights import load_state_file, offline_message, split_hub_id, unwrap_checkpoint
+from ..errors import NoPretrainedWeightsError, UnknownModelError, WeightsNotFoundError
+from ..weights import fetch_file, load_state_file, split_hub_id, unwrap_checkpoint
 
 #: python modules whose registered models are kanzoo's
 _KANZOO_MODULE_PREFIX = "kanzoo.models."
@@ -147,8 +139,9 @@ def _check_has_weights(model_name: str, kwargs: Dict[str, Any]) -> None:
 
 def _hub_architecture(repo_id: str, revision: Optional[str], cache_dir: Any) -> Optional[str]:
     """The ``architecture`` a Hub repo's ``config.json`` names (timm's own download of it then hits the cache)."""
-    path = hf_hub_download(repo_id, "config.json", revision=revision, cache_dir=cache_dir, library_name="kanzoo",
-                           library_version=__version__)
+    path = fetch_file(repo_id, "config.json", revision=revision, cache_dir=cache_dir,
+                      missing_hint=f", so it is not a timm/kanzoo model repo; load its weights into a named "
+                                   f"architecture with pretrained_cfg_overlay=dict(hf_hub_id={repo_id!r})")
     try:
         with open(path, encoding="utf-8") as f:
             config = json.load(f)
@@ -163,19 +156,7 @@ def _create_from_hub(model_name: str, pretrained: bool, **kwargs: Any):
     """``timm.create_model('hf-hub:org/repo')``, with the Hub's errors for its ``config.json`` turned into
     kanzoo's clear ones (the weights themselves go through :mod:`kanzoo.weights`)."""
     repo_id, revision = split_hub_id(model_name[len("hf-hub:"):])
-    try:
-        arch = _hub_architecture(repo_id, revision, kwargs.get("cache_dir"))
-    except LocalEntryNotFoundError as e:
-        raise WeightsOfflineError(offline_message(None, repo_id, "config.json", revision)) from e
-    except RepositoryNotFoundError as e:
-        raise WeightsNotFoundError(f"no repo {repo_id!r} on the Hub (or it is private and no token was given): "
-                                   f"check the name, or set HF_TOKEN for a private repo") from e
-    except RevisionNotFoundError as e:
-        raise WeightsNotFoundError(f"repo {repo_id!r} has no revision {revision!r}") from e
-    except EntryNotFoundError as e:
-        raise WeightsNotFoundError(f"repo {repo_id!r} has no config.json, so it is not a timm/kanzoo model repo; "
-                                   f"load its weights into a named architecture with "
-                                   f"pretrained_cfg_overlay=dict(hf_hub_id={repo_id!r})") from e
+    arch = _hub_architecture(repo_id, revision, kwargs.get("cache_dir"))
     if arch is not None and not is_model(arch):
         raise UnknownModelError(f"{model_name}: its config.json names architecture {arch!r}, which is not registered; "
                                 f"it needs a newer kanzoo or another timm plugin")

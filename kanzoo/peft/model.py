@@ -23,6 +23,7 @@ from torch import nn
 from .._version import __version__
 from ..io import atomic_write, write_json
 from ..layers.rational import GroupRational
+from ..weights import load_state_file
 from .bases import get_basis_rule
 from .config import CONFIG_NAME, TYPE_PREFIX, WEIGHTS_NAME, BasisAdapterConfig
 from .layers import (
@@ -549,8 +550,7 @@ class PeftModel(nn.Module):
         if not os.path.isfile(weights):
             raise FileNotFoundError(f"no {WEIGHTS_NAME} in {directory!r}; kanzoo adapters load from safetensors only")
         _check_name(model, config.base_model_name_or_path, directory)
-        from safetensors.torch import load_file
-        state = load_file(weights)
+        state = load_state_file(weights)
         peft_model = cls(model, config, _expected_layers=layers)
         try:
             peft_model.load_adapter_state_dict(state)

@@ -27,7 +27,7 @@ from .._version import __version__
 from ..errors import WeightsIntegrityError, WeightsNotFoundError, WeightsOfflineError, first_line
 from .files import file_sha256, git_blob_sha1
 
-__all__ = ["WEIGHT_FILES", "split_hub_id", "verify_file", "offline_message", "download_weights"]
+__all__ = ["WEIGHT_FILES", "split_hub_id", "verify_file", "offline_message", "fetch_file", "download_weights"]
 
 #: Hub file names tried, in order, when the cfg names none (safetensors first)
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -108,6 +108,68 @@ def offline_message(model_name: Optional[str], repo_id: str, filename: str, revi
             f"load a local file with pretrained_cfg_overlay=dict(file=...) (CLI: --checkpoint FILE)")
 
 
+def _is_transport_error(e: BaseException) -> bool:
+    """A connection that failed or broke mid-transfer, whichever HTTP client huggingface_hub uses."""
+    return any(t.__module__.split(".")[0] in _TRANSPORT_MODULES for t in type(e).__mro__)
+
+
+_TRANSPORT_MODULES = ("httpx", "httpx2", "httpcore", "requests", "urllib3", "h11")
+
+
+def _hub_download(repo_id: str, filename: str, revision: Optional[str], model_name: Optional[str],
+                  **kwargs) -> str:
+    """``hf_hub_download`` with the Hub's errors turned into kanzoo's; a missing file
+    (``EntryNotFoundError``) and a file that is neither cached nor downloadable (``LocalEntryNotFoundError``)
+    pass through for the caller to decide on."""
+    try:
+        return hf_hub_download(repo_id, filename, revision=revision, library_name="kanzoo",
+                               library_version=__version__, **kwargs)
+    except GatedRepoError as e:
+        raise WeightsNotFoundError(
+            f"{repo_id} is a gated repo: accept its terms on the Hub and log in (`hf auth login`) or set "
+            f"HF_TOKEN ({first_line(e)})") from e
+    except RepositoryNotFoundError as e:
+        raise WeightsNotFoundError(
+            f"no repo {repo_id!r} on the Hub at {_endpoint()} (or it is private and no token was given): check the "
+            f"name{' (the hf_hub_id of ' + _weight_name(model_name, repo_id) + ')' if model_name else ''}, or set "
+            f"HF_TOKEN for a private repo") from e
+    except RevisionNotFoundError as e:
+        raise WeightsNotFoundError(
+            f"repo {repo_id!r} has no revision {revision!r}: use a branch, tag or commit that exists "
+            f"(`hf_hub_id='{repo_id}@<revision>'`)") from e
+    except (LocalEntryNotFoundError, EntryNotFoundError):
+        raise
+    except HfHubHTTPError as e:
+        raise WeightsNotFoundError(f"the Hub refused {repo_id}/{filename}: {first_line(e)}") from e
+    except Exception as e:
+        if _is_transport_error(e):
+            raise WeightsOfflineError(
+                f"the download of {repo_id}/{filename} from {_endpoint()} failed ({first_line(e, with_type=True)}); "
+                f"run the command again: a partial download resumes") from e
+        if isinstance(e, OSError) and not isinstance(e, FileNotFoundError):
+            raise WeightsIntegrityError(
+                f"the download of {repo_id}/{filename} from {_endpoint()} is incomplete ({first_line(e)}); run the "
+                f"command again, or check HF_ENDPOINT if it repeats") from e
+        raise
+
+
+def fetch_file(repo_id: str, filename: str, revision: Optional[str] = None,
+               cache_dir: Optional[Union[str, Path]] = None, model_name: Optional[str] = None,
+               missing_hint: str = "", **kwargs) -> Path:
+    """Any file of a Hub repo (``config.json``, ...) into the huggingface_hub cache, with kanzoo's errors:
+    :class:`~kanzoo.errors.WeightsNotFoundError` (no repo, revision or file),
+    :class:`~kanzoo.errors.WeightsOfflineError` (not cached and not downloadable, or the connection broke) and
+    :class:`~kanzoo.errors.WeightsIntegrityError` (an incomplete download). ``missing_hint`` ends the message
+    for a file the repo lacks."""
+    try:
+        return Path(_hub_download(repo_id, filename, revision, model_name, cache_dir=cache_dir, **kwargs))
+    except LocalEntryNotFoundError as e:
+        raise WeightsOfflineError(offline_message(model_name, repo_id, filename, revision)) from e
+    except EntryNotFoundError as e:
+        raise WeightsNotFoundError(f"repo {repo_id!r}{' at ' + revision if revision else ''} has no file "
+                                   f"{filename!r}{missing_hint}") from e
+
+
 def download_weights(
         hf_hub_id: str,
         filename: Optional[str] = None,
@@ -142,29 +204,14 @@ def download_weights(
     offline: Optional[BaseException] = None
     for name in candidates:
         try:
-            path = hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir,
-                                   force_download=force_download, local_files_only=local_files_only, token=token,
-                                   library_name="kanzoo", library_version=__version__)
-        except GatedRepoError as e:
-            raise WeightsNotFoundError(
-                f"{repo_id} is a gated repo: accept its terms on the Hub and log in (`hf auth login`) or set "
-                f"HF_TOKEN ({first_line(e)})") from e
-        except RepositoryNotFoundError as e:
-            raise WeightsNotFoundError(
-                f"no repo {repo_id!r} on the Hub at {_endpoint()} (or it is private and no token was given): check "
-                f"the hf_hub_id of {_weight_name(model_name, repo_id)}, or set HF_TOKEN for a private repo") from e
-        except RevisionNotFoundError as e:
-            raise WeightsNotFoundError(
-                f"repo {repo_id!r} has no revision {revision!r}: use a branch, tag or commit that exists "
-                f"(`hf_hub_id='{repo_id}@<revision>'`)") from e
+            path = _hub_download(repo_id, name, revision, model_name, cache_dir=cache_dir,
+                                 force_download=force_download, local_files_only=local_files_only, token=token)
         except LocalEntryNotFoundError as e:  # not cached and no network: another candidate may be cached
             offline = offline or e
             continue
         except EntryNotFoundError:
             missing.append(name)
             continue
-        except HfHubHTTPError as e:
-            raise WeightsNotFoundError(f"the Hub refused {repo_id}/{name}: {first_line(e)}") from e
         source = f"{repo_id}{'@' + revision if revision else ''}/{name}"
         verify_file(path, sha256=sha256, source=source)
         return Path(path)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 from pathlib import Path
 from typing import Dict, Union
 
@@ -62,10 +63,14 @@ def load_state_file(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
             f"{', '.join(TORCH_SUFFIXES)}")
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle errors come in many types
+    except pickle.UnpicklingError as e:  # weights_only refused an object that is not a tensor or a container
         raise WeightsFileError(
             f"{str(path)!r} cannot be read with torch.load(weights_only=True) ({type(e).__name__}: {first_line(e)}); "
             f"kanzoo never unpickles arbitrary objects: re-save it as safetensors or as a plain state dict") from e
+    except Exception as e:  # a cut-short or overwritten file fails inside the zip or pickle reader
+        raise WeightsFileError(
+            f"{str(path)!r} is damaged (truncated or not a torch file): torch.load failed with "
+            f"{first_line(e, with_type=True)}; copy or download it again, or resume from another checkpoint") from e
     if not isinstance(obj, dict):
         raise WeightsFileError(f"{str(path)!r} holds a {type(obj).__name__}, not a state dict")
     return obj

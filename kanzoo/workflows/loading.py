@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from huggingface_hub import hf_hub_download
 from timm.data import ImageNetInfo, infer_imagenet_subset
 from timm.models import get_pretrained_cfg, split_model_name_tag
 from torch import nn
@@ -22,7 +21,7 @@ from .. import peft
 from ..errors import NoPretrainedWeightsError, UnknownModelError, WeightsMismatchError, WorkflowError
 from ..io import PathLike, read_json
 from ..models import create_model, list_models, list_pretrained
-from ..weights import download_weights, load_state_file, load_state_strict, split_hub_id, unwrap_checkpoint
+from ..weights import download_weights, fetch_file, load_state_file, load_state_strict, split_hub_id, unwrap_checkpoint
 
 #: the training checkpoint ``kanzoo train`` writes into its run folder each epoch
 CHECKPOINT_NAME = "checkpoint.pth"
@@ -256,8 +255,7 @@ def download_pretrained(name: str, revision: Optional[str] = None, cache_dir: Op
     one the cfg or the name gives."""
     if name.startswith("hf-hub:"):
         repo_id, named_revision = split_hub_id(name[len("hf-hub:"):])
-        hf_hub_download(repo_id, "config.json", revision=revision or named_revision, cache_dir=cache_dir,
-                        library_name="kanzoo")
+        fetch_file(repo_id, "config.json", revision=revision or named_revision, cache_dir=cache_dir, model_name=name)
         return download_weights(repo_id, revision=revision or named_revision, cache_dir=cache_dir, model_name=name)
     cfg = published_weights_cfg(name)
     return download_weights(cfg.hf_hub_id, filename=cfg.hf_hub_filename, revision=revision,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
@@ -48,14 +49,30 @@ def default_output(arch: str) -> str:
 
 
 def new_run_dir(out: PathLike) -> Path:
-    """``out`` as the folder of a new run; raises when it already holds a run or is a file."""
+    """``out`` as the folder of a new run, checked before any training: it must not hold a run already, and it
+    must be a folder that can be created and written (not a file, not under a file, not read-only)."""
     run = Path(out)
     if (run / CHECKPOINT_NAME).exists():
         raise WorkflowError(f"run folder {str(run)!r} already holds a run ({CHECKPOINT_NAME}); continue it with "
                             f"--resume {run}, or choose another --output")
     if run.exists() and not run.is_dir():
         raise WorkflowError(f"--output {str(run)!r} is a file; give a folder")
+    check_writable(run, "--output")
     return run
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """Creates ``folder`` if needed and writes and removes a probe file in it; any failure is one
+    :class:`~kanzoo.errors.WorkflowError` naming the folder (a parent that is a file, no permission, a
+    read-only file system)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".kanzoo-write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise WorkflowError(f"{what} {str(folder)!r} cannot be written ({e.strerror or type(e).__name__}); choose a "
+                            f"folder you can write to") from None
 
 
 def start_run_folder(run_dir: Path, cfg: TrainConfig, fresh: bool) -> None:

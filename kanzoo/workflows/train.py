@@ -370,6 +370,7 @@ class Trainer:
         loss_sum, correct, seen = train_one_epoch(self, epoch)
         sums = all_reduce_sum(torch.tensor([loss_sum, correct, seen, self.skips.count - skipped_before],
                                            dtype=torch.float64), ctx)
+        _check_usable(epoch, int(sums[2].item()), int(sums[3].item()), cfg.max_skipped_fraction)
         n = max(sums[2].item(), 1.0)
         record: Dict[str, Any] = {
             "kind": "epoch", "epoch": epoch + 1, "step": self.num_updates, "lr": self.opt.param_groups[0]["lr"],
@@ -447,6 +448,19 @@ class Trainer:
             print(f"next: kanzoo validate {self.arch} DATA --checkpoint {self.run_dir}; "
                   f"kanzoo push {self.arch} REPO --checkpoint {self.run_dir}; kanzoo plot {self.run_dir}", flush=True)
         return model
+
+
+def _check_usable(epoch: int, used: int, skipped: int, max_fraction: float) -> None:
+    """An epoch that trained on no image, or skipped more than ``max_fraction`` of its images as undecodable, is
+    an error: a run must not finish "successfully" with weights that saw nothing."""
+    total = used + skipped
+    if used == 0:
+        raise WorkflowError(f"epoch {epoch + 1} trained on no image: {skipped} of {total} file(s) would not decode"
+                            if skipped else f"epoch {epoch + 1} trained on no image: the training set is empty")
+    if skipped > max_fraction * total:
+        raise WorkflowError(f"epoch {epoch + 1} skipped {skipped} of {total} training images that would not decode "
+                            f"({100 * skipped / total:.2f}% > --max-skipped-fraction {max_fraction}); fix or remove "
+                            f"them (the warnings above name them), or raise --max-skipped-fraction")
 
 
 def train_one_epoch(tr: Trainer, epoch: int) -> Tuple[float, float, float]:

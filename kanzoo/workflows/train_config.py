@@ -16,7 +16,7 @@ from .data import AugConfig
 __all__ = ["RUNTIME_FIELDS", "TrainConfig"]
 
 #: settings that may change on --resume without changing what is computed
-RUNTIME_FIELDS = ("output", "workers", "device", "progress", "quiet", "log_interval")
+RUNTIME_FIELDS = ("output", "workers", "device", "progress", "quiet", "log_interval", "max_skipped_fraction")
 
 
 @dataclass
@@ -58,6 +58,7 @@ class TrainConfig:
     log_interval: int = 50
     progress: Optional[bool] = None
     quiet: bool = False
+    max_skipped_fraction: float = 0.005  # stop when more of an epoch's images than this will not decode
     # S-KAN basis selection (models with selectable KAN layers); None: the model's pretrained cfg ``selection``
     select_epoch: Optional[int] = None  # selective training starts after this many epochs of full training
     prune_epoch: Optional[int] = None   # pruned after this many epochs (= epochs: after the last one)
@@ -95,6 +96,8 @@ class TrainConfig:
                 raise WorkflowError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0:
             raise WorkflowError(f"--lr must be > 0, got {self.lr}")
+        if not 0 <= self.max_skipped_fraction <= 1:
+            raise WorkflowError(f"--max-skipped-fraction must be in [0, 1], got {self.max_skipped_fraction}")
         if not 0 <= self.label_smoothing < 1:
             raise WorkflowError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.clip_grad is not None and self.clip_grad <= 0:

@@ -17,6 +17,7 @@ from kanzoo.hub import WeightsIntegrityError, WeightsNotFoundError, WeightsOffli
 from tests.support import REPO
 from tests.support.fakehub import set_offline
 from tests.support.golden import ROOT, load_case, manifest
+from tests.support.hub_files import tiny_repo_files
 from tests.support.weight_rule import rule_state
 
 CASES = {c["name"][len("hub_"):]: c for c in manifest("tck")["cases"] if c["name"].startswith("hub_")}
@@ -87,15 +88,9 @@ def test_published_checkpoint_round_trip(arch, hub_env, upstream_files):
           f"({len(files['model.safetensors']) / 2**20:.1f} MiB)")
 
 
-def _tiny_repo_files(seed=0, arch="simple_conv_kagn", **kwargs):
-    torch.manual_seed(seed)
-    model = kanzoo.create_model(arch, **kwargs).eval()
-    return model, {"model.safetensors": save_safetensors({k: v.contiguous() for k, v in model.state_dict().items()})}
-
-
 def test_corrupted_download_is_rejected_and_evicted(hub_env):
     hub = hub_env.hub
-    model, files = _tiny_repo_files()
+    model, files = tiny_repo_files()
     hub.create_repo("org/tiny", files=files)
     good = files["model.safetensors"]
     bad = bytearray(good)
@@ -119,7 +114,7 @@ def test_corrupted_download_is_rejected_and_evicted(hub_env):
 def test_recorded_sha256_is_checked(hub_env):
     import hashlib
     hub = hub_env.hub
-    _, files = _tiny_repo_files()
+    _, files = tiny_repo_files()
     hub.create_repo("org/tiny", files=files)
     right = hashlib.sha256(files["model.safetensors"]).hexdigest()
     kanzoo.create_model("simple_conv_kagn", pretrained=True,
@@ -150,8 +145,8 @@ def test_no_weight_source_is_an_error_not_a_random_model():
 
 def test_pinned_revision(hub_env):
     hub = hub_env.hub
-    m1, f1 = _tiny_repo_files(seed=1)
-    m2, f2 = _tiny_repo_files(seed=2)
+    m1, f1 = tiny_repo_files(seed=1)
+    m2, f2 = tiny_repo_files(seed=2)
     hub.create_repo("org/tiny", files=f1)
     hub.tag("org/tiny", "v1")
     hub.add_files("org/tiny", f2)
@@ -172,7 +167,7 @@ def test_pinned_revision(hub_env):
 def test_bin_fallback_loads_with_weights_only(hub_env, tmp_path):
     import io
     hub = hub_env.hub
-    model, _ = _tiny_repo_files()
+    model, _ = tiny_repo_files()
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     hub.create_repo("org/binonly", files={"pytorch_model.bin": buf.getvalue()})
@@ -199,7 +194,7 @@ def test_bin_fallback_loads_with_weights_only(hub_env, tmp_path):
 
 def test_offline_warm_cache_and_cold_cache(hub_env, monkeypatch, upstream_files):
     hub = hub_env.hub
-    _, files = _tiny_repo_files()
+    _, files = tiny_repo_files()
     hub.create_repo("org/tiny", files=files)
     overlay = dict(hf_hub_id="org/tiny")
     kanzoo.create_model("simple_conv_kagn", pretrained=True, pretrained_cfg_overlay=overlay)
@@ -220,7 +215,7 @@ def test_offline_warm_cache_and_cold_cache(hub_env, monkeypatch, upstream_files)
 
 def test_unreachable_hub_with_warm_and_cold_cache(hub_env):
     hub = hub_env.hub
-    _, files = _tiny_repo_files()
+    _, files = tiny_repo_files()
     hub.create_repo("org/tiny", files=files)
     overlay = dict(hf_hub_id="org/tiny")
     kanzoo.create_model("simple_conv_kagn", pretrained=True, pretrained_cfg_overlay=overlay)

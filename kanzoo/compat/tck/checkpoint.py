@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
-from huggingface_hub import hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError
 from torch import nn
 
+from ...errors import WeightsNotFoundError
 from ...models import create_model, list_models
 from ...models.vgg_kan import VGGKAN, _name
-from ...weights import download_weights, load_state_file
+from ...weights import download_weights, fetch_file, load_state_file
 from .vgg import is_reference_vgg_state, vgg_kwargs
 
 #: config.json keys that identify a torch-conv-kan VGG
@@ -88,9 +87,8 @@ def read_checkpoint(source: Union[str, Path], revision: Optional[str] = None
     weights = download_weights(source, revision=revision)
     repo_id, _, pinned = source.partition("@")
     try:
-        config = json.loads(Path(hf_hub_download(repo_id, "config.json", revision=revision or pinned or None,
-                                                 library_name="kanzoo")).read_text())
-    except EntryNotFoundError:
+        config = json.loads(fetch_file(repo_id, "config.json", revision=revision or pinned or None).read_text())
+    except WeightsNotFoundError:  # the weights were found above: only config.json is missing
         config = None
     return config, load_state_file(weights), f"hf-hub:{source}"
 
