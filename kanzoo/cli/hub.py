@@ -9,6 +9,7 @@ import time
 from ..hub import push_to_hub, stale_model_cards, write_model_cards
 from ..models import list_pretrained
 from ..workflows.loading import download_pretrained, load_model
+from ._args import KeyValues
 
 
 def add_download_parser(sub) -> None:
@@ -30,6 +31,8 @@ def add_publish_parsers(sub) -> None:
     src.add_argument("--pretrained", action="store_true", help="push the registry's weights for NAME")
     src.add_argument("--checkpoint", help="push the weights in this file (safetensors or a torch state dict) or "
                                           "run folder (`kanzoo train`'s output)")
+    ps.add_argument("--model-kwargs", nargs="+", action=KeyValues, default={}, metavar="KEY=VALUE",
+                    help="model arguments, e.g. width_scale=0.25 (a run folder records its own)")
     ps.add_argument("--private", action="store_true")
     ps.add_argument("--revision", help="branch to commit to (default main)")
     ps.add_argument("--message", help="commit message")
@@ -57,7 +60,8 @@ def run_download(args: argparse.Namespace) -> int:
 
 def run_push(args: argparse.Namespace) -> int:
     """Publishes a model (registry weights or a checkpoint) to a Hub repo with config.json and a model card."""
-    loaded = load_model(args.name, pretrained=args.pretrained, checkpoint=args.checkpoint)
+    loaded = load_model(args.name, pretrained=args.pretrained, checkpoint=args.checkpoint,
+                        model_kwargs=args.model_kwargs)
     url = push_to_hub(loaded.model, args.repo, commit_message=args.message, private=args.private or None,
                       revision=args.revision, label_names=loaded.label_names)
     print(f"pushed {args.name} to {args.repo}: {url}")

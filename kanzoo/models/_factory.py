@@ -4,6 +4,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import json
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 import timm
@@ -11,7 +12,7 @@ import torch
 from timm.models import get_pretrained_cfg, is_model, split_model_name_tag
 from timm.models._registry import get_arch_pretrained_cfgs
 
-from ..errors import NoPretrainedWeightsError, UnknownModelError, WeightsNotFoundError
+from ..errors import NoPretrainedWeightsError, UnknownModelError, WeightsFileError, WeightsNotFoundError
 from ..weights import fetch_file, load_state_file, split_hub_id, unwrap_checkpoint
 
 #: python modules whose registered models are kanzoo's
@@ -103,6 +104,8 @@ def create_model(model_name: str, pretrained: bool = False, checkpoint_path: Any
         _check_has_weights(model_name, kwargs)
     if model_name.startswith("hf-hub:"):
         return _create_from_hub(model_name, pretrained, **kwargs)
+    if model_name.startswith("local-dir:"):
+        _check_local_dir(model_name[len("local-dir:"):])
     return timm.create_model(model_name, pretrained=pretrained, **kwargs)
 
 
@@ -137,19 +140,46 @@ def _check_has_weights(model_name: str, kwargs: Dict[str, Any]) -> None:
                                    f"a file with pretrained_cfg_overlay=dict(file=...)")
 
 
+def _repo_architecture(path: Path, where: str) -> Optional[str]:
+    """The ``architecture`` a repo's ``config.json`` (at ``path``) names, after checking the file is timm's layout:
+    JSON, and ``model_args`` only beside a ``pretrained_cfg`` (timm reads a config without one as the cfg itself,
+    and its unknown keys as a TypeError)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise WeightsNotFoundError(f"the config.json of {where} cannot be read as JSON ({e}); it is not a "
+                                   f"timm/kanzoo model repo") from e
+    if not isinstance(config, dict):
+        raise WeightsFileError(f"the config.json of {where} holds a {type(config).__name__}, not timm's config "
+                               f"object")
+    if "model_args" in config and not isinstance(config.get("pretrained_cfg"), dict):
+        raise WeightsFileError(f"the config.json of {where} has model_args but no pretrained_cfg; timm's layout "
+                               f"keeps both (architecture, num_classes, model_args, pretrained_cfg): write it with "
+                               f"kanzoo.save_pretrained, or add \"pretrained_cfg\": {{}}")
+    arch = config.get("architecture")
+    return arch if isinstance(arch, str) else None
+
+
 def _hub_architecture(repo_id: str, revision: Optional[str], cache_dir: Any) -> Optional[str]:
     """The ``architecture`` a Hub repo's ``config.json`` names (timm's own download of it then hits the cache)."""
     path = fetch_file(repo_id, "config.json", revision=revision, cache_dir=cache_dir,
                       missing_hint=f", so it is not a timm/kanzoo model repo; load its weights into a named "
                                    f"architecture with pretrained_cfg_overlay=dict(hf_hub_id={repo_id!r})")
-    try:
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise WeightsNotFoundError(f"the config.json of {repo_id!r} cannot be read as JSON ({e}); it is not a "
-                                   f"timm/kanzoo model repo") from e
-    arch = config.get("architecture") if isinstance(config, dict) else None
-    return arch if isinstance(arch, str) else None
+    return _repo_architecture(path, repr(repo_id))
+
+
+def _check_local_dir(folder: str) -> None:
+    """A ``local-dir:`` folder holds a readable timm ``config.json`` naming a registered architecture."""
+    config = Path(folder) / "config.json"
+    if not config.is_file():
+        raise WeightsNotFoundError(f"local-dir:{folder} has no config.json; give a folder written by "
+                                   f"kanzoo.save_pretrained or `kanzoo train`, or load a weight file with "
+                                   f"pretrained_cfg_overlay=dict(file=...)")
+    arch = _repo_architecture(config, repr(folder))
+    if arch is not None and not is_model(arch):
+        raise UnknownModelError(f"local-dir:{folder}: its config.json names architecture {arch!r}, which is not "
+                                f"registered; it needs a newer kanzoo or another timm plugin")
 
 
 def _create_from_hub(model_name: str, pretrained: bool, **kwargs: Any):

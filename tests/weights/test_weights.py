@@ -1,4 +1,5 @@
 """kanzoo.weights: checkpoint unwrapping, the one strict loader, and every "name + weights" path going through it."""
+import json
 import logging
 
 import pytest
@@ -134,3 +135,19 @@ def test_load_state_strict_loads_or_leaves_the_model_untouched():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     load_state_strict(model, other.state_dict(), source="good", name=NAME)
     assert same_weights(model, other)
+
+
+def test_a_local_dir_needs_timms_config_layout(tmp_path):
+    model = small(num_classes=3)
+    save(model.state_dict(), tmp_path / "model.safetensors")
+    with pytest.raises(kanzoo.errors.WeightsNotFoundError, match="has no config.json"):
+        kanzoo.create_model(f"local-dir:{tmp_path}", pretrained=True)
+    config = {"architecture": NAME, "num_classes": 3, "model_args": dict(SMALL)}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(WeightsFileError, match="model_args but no pretrained_cfg"):
+        kanzoo.create_model(f"local-dir:{tmp_path}", pretrained=True)
+    (tmp_path / "config.json").write_text(json.dumps(dict(config, pretrained_cfg={"num_classes": 3})))
+    assert same_weights(kanzoo.create_model(f"local-dir:{tmp_path}", pretrained=True), model)
+    (tmp_path / "config.json").write_text(json.dumps(dict(config, architecture="no_such_net", pretrained_cfg={})))
+    with pytest.raises(kanzoo.errors.UnknownModelError, match="no_such_net"):
+        kanzoo.create_model(f"local-dir:{tmp_path}", pretrained=True)
