@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
+import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
 
 from ..errors import WorkflowError
@@ -57,12 +59,32 @@ def list_images(folder: PathLike) -> List[str]:
     return out
 
 
-def load_image(path: PathLike):
-    """Opens and fully decodes an image as RGB (PIL)."""
-    from PIL import Image
+#: PIL modes of 16-bit images (PNG, TIFF), whose values span 0..65535
+_16BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
+
+def as_rgb(img: Image.Image) -> Image.Image:
+    """An RGB PIL image of ``img``, with 16-bit values scaled to 8 bits (PIL's own conversion clips them to 0 or
+    255). 32-bit integer images whose values fit 16 bits are scaled the same way; wider integer and float
+    images are refused, since their range is unknown."""
+    if img.mode in _16BIT_MODES or img.mode == "I":
+        values = np.asarray(img, dtype=np.int64)
+        top = int(values.max()) if values.size else 0
+        if img.mode == "I" and top > 65535 or int(values.min(initial=0)) < 0:
+            raise ValueError(f"a {img.mode} image with values in [{int(values.min())}, {top}]: kanzoo reads 8- and "
+                             f"16-bit images; convert it to one of those")
+        if img.mode in _16BIT_MODES or top > 255:
+            values = (values * 255 + 32767) // 65535  # 0..65535 -> 0..255, rounded
+        return Image.fromarray(values.astype(np.uint8), mode="L").convert("RGB")
+    if img.mode == "F":
+        raise ValueError("a floating-point image: its value range is unknown; convert it to an 8- or 16-bit image")
+    return img.convert("RGB")
+
+
+def load_image(path: PathLike) -> Image.Image:
+    """Opens and fully decodes an image as RGB (PIL); 16-bit images are scaled, not clipped (:func:`as_rgb`)."""
     with Image.open(path) as img:
-        return img.convert("RGB")
+        return as_rgb(img)
 
 
 #: what a failed decode can raise (PIL raises OSError/UnidentifiedImageError, truncated data ValueError/SyntaxError)

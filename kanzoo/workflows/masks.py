@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from ..errors import WorkflowError
 from ..io import PathLike, atomic_write
 from ..metrics import masks_from_logits
-from .data import DECODE_ERRORS, IMG_EXTENSIONS
+from .data import DECODE_ERRORS, IMG_EXTENSIONS, as_rgb
 
 __all__ = ["SegmentationFolder", "load_rgb", "preprocess", "predict_masks", "write_mask_overlay", "overlay_mask",
            "PALETTE"]
@@ -134,7 +134,7 @@ def load_rgb(path: PathLike) -> torch.Tensor:
     from PIL import Image
 
     with Image.open(path) as im:
-        return torch.from_numpy(_to_array(im.convert("RGB"))).permute(2, 0, 1).float() / 255.0
+        return torch.from_numpy(_to_array(as_rgb(im))).permute(2, 0, 1).float() / 255.0
 
 
 def preprocess(image: torch.Tensor, size: Optional[Sequence[int]] = None,

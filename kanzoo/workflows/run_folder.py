@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -75,10 +76,24 @@ def check_writable(folder: Path, what: str) -> None:
                             f"folder you can write to") from None
 
 
+def remove_stale_temporaries(run_dir: Path) -> List[str]:
+    """Removes what an interrupted write left in ``run_dir``: the hidden ``.NAME.*.tmp`` files of
+    :func:`kanzoo.io.atomic_write` and the staging folders of ``save_pretrained``. Returns their names."""
+    removed = []
+    for p in run_dir.iterdir() if run_dir.is_dir() else ():
+        stale_file = p.is_file() and p.name.startswith(".") and p.name.endswith(".tmp")
+        stale_dir = p.is_dir() and p.name.startswith((".kanzoo-save-", ".kanzoo-export-"))
+        if stale_file or stale_dir:
+            shutil.rmtree(p, ignore_errors=True) if stale_dir else p.unlink(missing_ok=True)
+            removed.append(p.name)
+    return removed
+
+
 def start_run_folder(run_dir: Path, cfg: TrainConfig, fresh: bool) -> None:
-    """Creates the folder and writes ``args.json``; a fresh run drops the log left by a run that stopped in
-    its first epoch (it has no checkpoint to resume)."""
+    """Creates the folder, removes the temporaries an interrupted run left, and writes ``args.json``; a fresh run
+    drops the log left by a run that stopped in its first epoch (it has no checkpoint to resume)."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(run_dir)
     write_json(run_dir / ARGS_NAME, dataclasses.asdict(cfg))
     if fresh and (run_dir / LOG_NAME).exists():
         (run_dir / LOG_NAME).unlink()

@@ -313,8 +313,9 @@ class Trainer:
                 if self.schedule is not None:
                     self.schedule.on_epoch_end(epoch, self.model, {k: record[k] for k in ("train_loss", "val_top1")
                                                                   if record.get(k) is not None})
-                if ctx.is_main:
+                if ctx.is_main:  # checkpoint first: an epoch in the log always has its checkpoint on disk
                     self._save_checkpoint(epoch + 1, record)
+                    self._log(record)
                 if self.show:
                     print(format_epoch(record, cfg.epochs), flush=True)
                 barrier(ctx)
@@ -386,8 +387,6 @@ class Trainer:
                           val_images=r.images)
             record["skipped"] += r.skipped
         record["epoch_time"] = time.perf_counter() - t0
-        if ctx.is_main:
-            self._log(record)
         return record
 
     # -- files (kanzoo.workflows.run_folder) ----------------------------------------------------------------

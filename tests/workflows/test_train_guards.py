@@ -5,9 +5,11 @@ import os
 import stat
 
 import pytest
+import torch
 
+from kanzoo.workflows import train as train_mod
 from tests.support.cli_run import one_line_error, run
-from tests.support.workflow_data import FAST, make_dataset
+from tests.support.workflow_data import FAST, make_dataset, records
 
 NAME = "simple_conv_kagn"
 #: FAST without its --max-skipped-fraction, so that the default applies
@@ -75,3 +77,32 @@ def test_run_folder_files_get_ordinary_permissions(data, tmp_path, capsys):
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "r").iterdir() if p.is_file()}
     assert {"model.safetensors", "config.json", "args.json", "checkpoint.pth", "log.jsonl", "README.md"} <= set(modes)
     assert set(modes.values()) == {0o644}, modes
+
+
+def test_the_log_never_records_an_epoch_without_its_checkpoint(data, tmp_path, capsys, monkeypatch):
+    real, calls = train_mod.write_checkpoint, []
+
+    def dies_on_the_second(run_dir, state):
+        calls.append(state["epoch"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed while writing epoch 2's checkpoint
+        real(run_dir, state)
+
+    monkeypatch.setattr(train_mod, "write_checkpoint", dies_on_the_second)
+    rc, _, _ = run(capsys, "train", NAME, "--data", data, "-o", tmp_path / "r", "--epochs", "3", "-b", "8", *FAST)
+    assert rc == 130  # the command's exit status for an interrupt
+    epochs = [r["epoch"] for r in records(tmp_path / "r", "epoch")]
+    checkpoint = torch.load(tmp_path / "r" / "checkpoint.pth", weights_only=True)
+    assert calls == [1, 2] and epochs == [1] and checkpoint["epoch"] == 1
+
+
+def test_resume_removes_the_temporaries_of_an_interrupted_write(data, tmp_path, capsys):
+    rc, _, err = run(capsys, "train", NAME, "--data", data, "-o", tmp_path / "r", "--epochs", "1", "-b", "8", *FAST)
+    assert rc == 0, err
+    stale = [tmp_path / "r" / ".checkpoint.pth.k1ll3d.tmp", tmp_path / "r" / ".log.jsonl.x.tmp"]
+    for p in stale:
+        p.write_bytes(b"half")
+    (tmp_path / "r" / ".kanzoo-save-zz").mkdir()
+    rc, _, err = run(capsys, "train", "--resume", tmp_path / "r", "--epochs", "2", *FAST)
+    assert rc == 0, err
+    assert not [p.name for p in (tmp_path / "r").iterdir() if p.name.startswith(".")]
