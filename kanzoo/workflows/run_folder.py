@@ -63,17 +63,21 @@ def new_run_dir(out: PathLike) -> Path:
 
 
 def check_writable(folder: Path, what: str) -> None:
-    """Creates ``folder`` if needed and writes and removes a probe file in it; any failure is one
-    :class:`~kanzoo.errors.WorkflowError` naming the folder (a parent that is a file, no permission, a
-    read-only file system)."""
+    """Checks, without creating anything that stays, that ``folder`` can be created and written: its nearest
+    existing ancestor must be a folder in which a probe file can be written and removed. Any failure (a parent
+    that is a file, no permission, a read-only file system) is one :class:`~kanzoo.errors.WorkflowError`."""
+    base = folder
+    while not base.exists() and base.parent != base:
+        base = base.parent
+    if not base.is_dir():
+        raise WorkflowError(f"{what} {str(folder)!r} cannot be created: {str(base)!r} is a file, not a folder")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".kanzoo-write-test-", dir=folder)
+        fd, probe = tempfile.mkstemp(prefix=".kanzoo-write-test-", dir=base)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise WorkflowError(f"{what} {str(folder)!r} cannot be written ({e.strerror or type(e).__name__}); choose a "
-                            f"folder you can write to") from None
+        raise WorkflowError(f"{what} {str(folder)!r} cannot be written ({e.strerror or type(e).__name__} in "
+                            f"{str(base)!r}); choose a folder you can write to") from None
 
 
 def remove_stale_temporaries(run_dir: Path) -> List[str]:

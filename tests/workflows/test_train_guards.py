@@ -52,7 +52,7 @@ def test_an_output_under_a_file_is_refused_before_training(data, tmp_path, capsy
     blocker.write_text("not a folder")
     rc, out, err = run(capsys, "train", NAME, "--data", data, "-o", blocker / "run", *FAST)
     assert rc == 1
-    one_line_error(err, "--output", "cannot be written")
+    one_line_error(err, "--output", "cannot be created", "is a file")
     assert "epoch" not in out
 
 
