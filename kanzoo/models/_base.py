@@ -10,6 +10,7 @@ from timm.layers import ClassifierHead
 from timm.models import PretrainedCfg, build_model_with_cfg, generate_default_cfgs, model_entrypoint, register_model
 from timm.models._builder import resolve_pretrained_cfg
 from timm.models._features import feature_take_indices
+from timm.models._manipulate import checkpoint
 from torch import nn
 
 from ..layers.bases import basis_tags, get_basis_class, polynomial_bases
@@ -184,10 +185,18 @@ class KANClassifier(nn.Module):
 
 
 class SequentialKANClassifier(KANClassifier):
-    """A :class:`KANClassifier` whose body is one ``nn.Sequential``, ``self.features``, with the feature taps of
-    ``feature_info`` at the positions ``self.feature_ends`` of it (VGG, DenseNet): timm's
-    ``forward_intermediates`` and ``prune_intermediate_layers`` for that layout."""
+    """A :class:`KANClassifier` whose body is one ``nn.Sequential`` (the attribute named by ``sequential_attr``:
+    ``features`` for VGG and DenseNet, ``stages`` for SimpleConv and S-ConvKAN), with the feature taps of
+    ``feature_info`` at the positions ``self.feature_ends`` of it: timm's ``forward_intermediates`` and
+    ``prune_intermediate_layers`` for that layout."""
 
+    #: the attribute holding the body
+    sequential_attr: str = "features"
+    #: whether ``forward_features`` checkpoints the body layer by layer (DenseNet checkpoints inside its layers)
+    checkpoint_layers: bool = True
+    feature_ends: List[int]
+
+    @torch.jit.ignore
     def forward_intermediates(
         self,
         x: torch.Tensor,
@@ -197,17 +206,27 @@ class SequentialKANClassifier(KANClassifier):
         output_fmt: str = "NCHW",
         intermediates_only: bool = False,
     ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
-        """The outputs of ``features`` at the taps picked by ``indices`` (int: the last n; None: all), and the
-        final features unless ``intermediates_only``; ``stop_early`` stops at the last tap taken."""
+        """timm's intermediate-feature API over the taps of ``feature_info``.
+
+        Args:
+            indices: taps to return: None all, an int the last n, a list those (negative from the end).
+            norm: accepted for timm's API; these models have no final norm.
+            stop_early: stop after the last tap taken (the final tensor is then that tap).
+            output_fmt: only ``'NCHW'``.
+            intermediates_only: return the list of taps alone.
+
+        Returns:
+            ``(final, taps)``, ``final`` equal to ``forward_features(x)`` unless ``stop_early``; or ``taps``.
+        """
         if output_fmt != "NCHW":
             raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
         take, max_index = feature_take_indices(len(self.feature_ends), indices)
-        end = self.feature_ends[max_index] if stop_early else len(self.features) - 1
+        body = getattr(self, self.sequential_attr)
+        end = self.feature_ends[max_index] if stop_early or intermediates_only else len(body) - 1
+        checkpointing = self.grad_checkpointing and self.checkpoint_layers
         intermediates = []
-        for i, layer in enumerate(self.features):
-            if i > end:
-                break
-            x = layer(x)
+        for i, layer in enumerate(body[:end + 1]):
+            x = checkpoint(layer, x) if checkpointing else layer(x)
             if i in self.feature_ends and self.feature_ends.index(i) in take:
                 intermediates.append(x)
         return intermediates if intermediates_only else (x, intermediates)
@@ -215,13 +234,15 @@ class SequentialKANClassifier(KANClassifier):
     @torch.jit.ignore
     def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1, prune_norm: bool = False,
                                   prune_head: bool = True) -> List[int]:
-        """Drops the layers after the last tap in ``indices``; the head, sized for that tap, becomes pooling
-        only (``num_classes=0``) when layers were dropped or with ``prune_head``. Keeps device, dtype, train
-        mode and gradient checkpointing."""
+        """Drops the layers after the last tap in ``indices``; the head, sized for that tap, keeps no classifier
+        and no pooling (``num_classes=0``: ``forward`` then returns the tap) when layers were dropped or with
+        ``prune_head``. Keeps device, dtype, train mode and gradient checkpointing. Returns the kept (absolute)
+        indices, to pass to ``forward_intermediates``."""
         take, max_index = feature_take_indices(len(self.feature_ends), indices)
         end = self.feature_ends[max_index]
-        pruned = end < len(self.features) - 1
-        self.features = self.features[:end + 1]
+        body = getattr(self, self.sequential_attr)
+        pruned = end < len(body) - 1
+        setattr(self, self.sequential_attr, body[:end + 1])
         if pruned or prune_head:
             w = self.head.fc.weight if isinstance(self.head.fc, nn.Linear) else next(self.parameters())
             checkpointing = self.grad_checkpointing

@@ -49,21 +49,51 @@ def seg_head(in_chs: int, num_classes: int, device=None, dtype=None) -> nn.Modul
 
 
 class KANSegmenter(nn.Module):
-    """What UKANet and U2KANet share: the task flag, checkpointing, and encoder-feature APIs.
+    """What UKANet and U2KANet share: the task flag, checkpointing, and the encoder contract.
 
-    Subclasses hold their encoder stages in ``stages`` and define ``_encode`` (the stage outputs, shallowest
-    first) and ``feature_info``.
+    **Encoder contract** (what segmentation_models_pytorch-style decoders take from an encoder, in timm's API):
+
+    * ``feature_info``: one entry per encoder stage, shallowest first, with ``num_chs``, ``reduction`` and
+      ``module``;
+    * ``forward_intermediates(x, indices, stop_early=..., intermediates_only=True)``: those stages' outputs;
+      the final tensor of the non-``intermediates_only`` form is ``forward_features(x)``, the deepest stage;
+    * ``forward_head(features)``: the decoder and output conv on the list of all encoder features, so that
+      ``forward(x)`` is ``forward_head(forward_intermediates(x, intermediates_only=True))`` cropped to x's size;
+    * ``prune_intermediate_layers(indices)``: drops the decoder, the output convs and the stages after the last
+      index; ``forward`` then returns ``forward_features`` (the deepest kept stage);
+    * ``features_only=True``: timm's ``FeatureGetterNet`` over ``forward_intermediates``.
+
+    The encoder sees the input as ``forward`` does: zero-padded at the bottom and right to a multiple of
+    ``pad_multiple`` (1, no padding, for U2KANet), so a level of reduction r is ``ceil(H / pad_multiple) *
+    pad_multiple / r`` high.
+
+    Subclasses hold their encoder stages in ``stages`` (after ``_stem``) and define ``feature_info``, ``_decode``,
+    ``forward_head`` and ``_drop_decoder``.
     """
 
     #: read by kanzoo's tools (timm's PretrainedCfg takes no ``task`` field; the cfg says it in ``notes``)
     task = "segmentation"
+    pad_multiple = 1
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
 
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        """What runs before ``stages`` (nothing by default)."""
+        return x
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` zero-padded at the bottom and right to a multiple of ``pad_multiple``, as ``forward`` pads it."""
+        m = self.pad_multiple
+        if m == 1:
+            return x
+        h, w = x.shape[-2], x.shape[-1]
+        return F.pad(x, [0, (m - w % m) % m, 0, (m - h % m) % m])
+
     def _encode(self, x: torch.Tensor) -> List[torch.Tensor]:
-        raise NotImplementedError
+        """The outputs of every encoder stage for an input already padded."""
+        return self._run_stages(self._stem(x))
 
     def _run_stages(self, x: torch.Tensor) -> List[torch.Tensor]:
         """Every output of ``stages`` run in sequence on ``x`` (checkpointed when enabled)."""
@@ -77,9 +107,10 @@ class KANSegmenter(nn.Module):
         return feats
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The deepest encoder features (``num_features`` channels), without the input padding of ``forward``."""
-        return self._encode(x)[-1]
+        """The deepest encoder features (``num_features`` channels) of the input padded as ``forward`` pads it."""
+        return self._encode(self._pad(x))[-1]
 
+    @torch.jit.ignore
     def forward_intermediates(
         self,
         x: torch.Tensor,
@@ -89,15 +120,57 @@ class KANSegmenter(nn.Module):
         output_fmt: str = "NCHW",
         intermediates_only: bool = False,
     ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
-        """Encoder stage outputs at ``indices`` (see ``feature_info``); the final tensor is ``forward_features``."""
+        """timm's intermediate-feature API over the encoder stages of ``feature_info``, for the input padded as
+        ``forward`` pads it.
+
+        Args:
+            indices: stages to return: None all, an int the last n, a list those (negative from the end).
+            norm: accepted for timm's API; the encoders have no final norm.
+            stop_early: stop after the last stage taken (the final tensor is then that stage's output).
+            output_fmt: only ``'NCHW'``.
+            intermediates_only: return the list of stage outputs alone (the stages after the last one taken
+                are not run).
+
+        Returns:
+            ``(final, features)``, ``final`` equal to ``forward_features(x)`` unless ``stop_early``; or
+            ``features``.
+        """
         if output_fmt != "NCHW":
             raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
-        take_indices, _ = feature_take_indices(len(self.feature_info), indices)
-        feats = self._encode(x)
-        intermediates = [feats[i] for i in take_indices]
-        if intermediates_only:
-            return intermediates
-        return feats[-1], intermediates
+        take, max_index = feature_take_indices(len(self.feature_info), indices)
+        stages = self.stages[:max_index + 1] if stop_early or intermediates_only else self.stages
+        x = self._stem(self._pad(x))
+        intermediates = []
+        for i, stage in enumerate(stages):
+            x = checkpoint(stage, x) if self.grad_checkpointing else stage(x)
+            if i in take:
+                intermediates.append(x)
+        return intermediates if intermediates_only else (x, intermediates)
+
+    def forward_head(self, x: List[torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
+        """The decoder and output conv on ``x``, the list of every encoder stage's features (shallowest first, as
+        ``forward_intermediates(..., intermediates_only=True)`` gives them): logits at the padded input size;
+        ``pre_logits``: the decoder features (``head_hidden_size`` channels) without the output conv."""
+        raise NotImplementedError
+
+    def _drop_decoder(self, num_chs: int) -> None:
+        """Removes the decoder and every output conv; the model then outputs its ``num_chs``-channel encoder
+        features."""
+        raise NotImplementedError
+
+    @torch.jit.ignore
+    def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> List[int]:
+        """Keeps the encoder stages up to the last one in ``indices``. The decoder and the output convs need every
+        stage: they are dropped when stages are (and with ``prune_head``), and ``forward`` then returns the
+        deepest kept stage's features (``num_features`` = ``head_hidden_size`` = its channels,
+        ``num_classes=0``). Returns the kept (absolute) indices, to pass to ``forward_intermediates``."""
+        take, max_index = feature_take_indices(len(self.feature_info), indices)
+        if max_index < len(self.stages) - 1 or prune_head:
+            self.stages = self.stages[:max_index + 1]
+            self.num_features = self.feature_info[max_index]["num_chs"]
+            self._drop_decoder(self.num_features)
+        return take
 
 
 def seg_cfg(**kwargs) -> Dict[str, Any]:

@@ -115,7 +115,7 @@ class DenseNetKAN(SequentialKANClassifier):
     ``features``: ``conv0`` (KAN 7×7, stride 2), ``pool0`` (3×3 max, stride 2), then ``denseblock{i}``
     and, between blocks, ``transition{i}`` (KAN 1×1 to half the channels, 2×2 average pool). Output
     stride 32: 7×7 features at 224². The feature taps (``feature_info``) are the dense blocks' outputs, before
-    their transitions.
+    their transitions (``forward_intermediates``, ``prune_intermediate_layers``, ``features_only``).
 
     Args:
         growth_rate: k, channels each dense layer adds (multiplied by ``width_scale``).
@@ -129,6 +129,8 @@ class DenseNetKAN(SequentialKANClassifier):
         in_chans, num_classes, global_pool, drop_rate: as in timm (``drop_rate``: before the classifier).
         device, dtype: where and in which dtype to create parameters and buffers.
     """
+
+    checkpoint_layers = False  # each DenseLayerKAN checkpoints its own bottleneck
 
     def __init__(
         self,

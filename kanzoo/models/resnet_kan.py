@@ -319,8 +319,19 @@ class ResNetKAN(KANClassifier):
         output_fmt: str = "NCHW",
         intermediates_only: bool = False,
     ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
-        """timm's intermediate-feature API: the outputs of ``conv1`` and ``layer1..layer4`` picked by
-        ``indices`` (int: the last n; None: all)."""
+        """timm's intermediate-feature API over ``feature_info``: the outputs of ``conv1`` (before the max-pool)
+        and ``layer1..layer4``.
+
+        Args:
+            indices: taps to return: None all, an int the last n, a list those (negative from the end).
+            norm: accepted for timm's API; ResNet-KAN has no final norm.
+            stop_early: stop after the last tap taken (the final tensor is then that tap, or the max-pooled stem).
+            output_fmt: only ``'NCHW'``.
+            intermediates_only: return the list of taps alone.
+
+        Returns:
+            ``(final, taps)``, ``final`` equal to ``forward_features(x)`` unless ``stop_early``; or ``taps``.
+        """
         if output_fmt != "NCHW":
             raise ValueError(f"ResNetKAN only outputs 'NCHW' features, got output_fmt={output_fmt!r}")
         take_indices, max_index = feature_take_indices(5, indices)
@@ -339,7 +350,9 @@ class ResNetKAN(KANClassifier):
     @torch.jit.ignore
     def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1, prune_norm: bool = False,
                                   prune_head: bool = True) -> List[int]:
-        """Drops the stages after the last feature in ``indices`` (and the head); returns the kept indices."""
+        """Drops the stages after the last tap in ``indices`` (and the max-pool when that is the stem); the head
+        keeps no classifier and no pooling (``num_classes=0``: ``forward`` returns the features) when stages were
+        dropped or with ``prune_head``. Returns the kept (absolute) indices, to pass to ``forward_intermediates``."""
         take_indices, max_index = feature_take_indices(5, indices)
         for i in range(max_index + 1, 5):
             setattr(self, f"layer{i}", nn.Sequential())

@@ -30,8 +30,8 @@ from ..layers.selectable import (
     selection_summary,
 )
 from ._base import (
-    KANClassifier,
     KANPretrainedCfg,
+    SequentialKANClassifier,
     _cfg,
     adapt_kan_stem,
     build_kan_model,
@@ -62,8 +62,11 @@ class SKANPretrainedCfg(KANPretrainedCfg):
         return d
 
 
-class SConvKAN(KANClassifier):
+class SConvKAN(SequentialKANClassifier):
     """A stack of selectable KAN convs (``widths``, ``strides``), global pooling and a linear head.
+
+    ``stages.{i}`` is the i-th conv; every conv's output is a feature tap (``feature_info``,
+    ``forward_intermediates``, ``prune_intermediate_layers``, ``features_only``).
 
     Args:
         widths, strides: per-layer output channels and strides (3×3 kernels, padding 1).
@@ -83,6 +86,8 @@ class SConvKAN(KANClassifier):
     :func:`~kanzoo.layers.select_model` and friends; after :meth:`prune` the stages hold plain KAN convs
     (or :class:`~kanzoo.layers.PrunedKANConvNd`) and the model exports.
     """
+
+    sequential_attr = "stages"
 
     def __init__(
         self,
@@ -122,6 +127,7 @@ class SConvKAN(KANClassifier):
             self.feature_info.append(dict(num_chs=w, reduction=reduction, module=f"stages.{i}"))
             c = w
         self.stages = nn.Sequential(*layers)
+        self.feature_ends = list(range(len(layers)))
         self._init_head(c, num_classes, global_pool, drop_rate, **dd)
         if pruned_selection is not None:
             select_model(self, masks=masks_from_spec(pruned_selection, self))

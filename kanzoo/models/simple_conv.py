@@ -17,7 +17,7 @@ from ..layers import KANConv2d
 from ._base import (
     BASIS_TAGS,
     PAPER_TCK,
-    KANClassifier,
+    SequentialKANClassifier,
     _cfg,
     adapt_kan_stem,
     build_kan_model,
@@ -36,8 +36,11 @@ ARCHS = {
 }
 
 
-class SimpleConvKAN(KANClassifier):
+class SimpleConvKAN(SequentialKANClassifier):
     """A plain stack of KAN convs (``widths``, ``strides``), global pooling and a linear head.
+
+    ``stages.{i}`` is the i-th conv; every conv's output is a feature tap (``feature_info``,
+    ``forward_intermediates``, ``prune_intermediate_layers``, ``features_only``).
 
     Args:
         widths, strides: per-layer output channels and strides (3×3 kernels, padding 1).
@@ -47,6 +50,8 @@ class SimpleConvKAN(KANClassifier):
         in_chans, num_classes, global_pool, drop_rate: as in timm.
         dropout: channel dropout on each conv's basis input (all but the first layer).
     """
+
+    sequential_attr = "stages"
 
     def __init__(
         self,
@@ -80,6 +85,7 @@ class SimpleConvKAN(KANClassifier):
             self.feature_info.append(dict(num_chs=w, reduction=reduction, module=f"stages.{i}"))
             c = w
         self.stages = nn.Sequential(*layers)
+        self.feature_ends = list(range(len(layers)))
         self._init_head(c, num_classes, global_pool, drop_rate, **dd)
 
     @torch.jit.ignore
@@ -102,7 +108,7 @@ def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: SimpleConvK
 def _create(variant: str, pretrained: bool = False, **kwargs) -> SimpleConvKAN:
     n = len(kwargs.get("widths", ()))
     return build_kan_model(SimpleConvKAN, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
-                                feature_cfg=dict(flatten_sequential=True, out_indices=tuple(range(n))), **kwargs)
+                           feature_cfg=dict(flatten_sequential=True, out_indices=tuple(range(n))), **kwargs)
 
 
 def _cifar_cfg(strides: Sequence[int], **kwargs) -> Dict[str, Any]:

@@ -10,11 +10,11 @@ Papers:
 The model maps (B, in_chans, H, W) to per-pixel logits (B, num_classes, H, W) at the input resolution, for any
 H and W. Every conv is a :class:`~kanzoo.layers.KANConv2d` except the side and fuse convs (plain
 ``nn.Conv2d``: logits must not pass through a KAN conv's norm and activation). ``num_classes=0`` returns the
-top decoder features instead (``head_hidden_size`` channels). ``forward_features`` returns the deepest encoder
-features; ``features_only=True`` gives the encoder stages.
+top decoder features instead (``head_hidden_size`` channels). The encoder follows the contract of
+:class:`~kanzoo.models._kan_segmenter.KANSegmenter`: ``feature_info`` and ``forward_intermediates`` over the six
+RSU stages, ``forward_head`` (the decoder and fused output on them), ``prune_intermediate_layers`` and
+``features_only=True``.
 """
-from __future__ import annotations
-
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
@@ -214,9 +214,6 @@ class U2KANet(KANSegmenter):
     def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
         return dict(stem=r"^stages\.0\.conv_in", blocks=r"^stages\.(\d+)", decoder=r"^decoder\.(\d+)")
 
-    def _encode(self, x: torch.Tensor) -> List[torch.Tensor]:
-        return self._run_stages(x)
-
     def _decode(self, feats: List[torch.Tensor]) -> List[torch.Tensor]:
         """Decoder outputs, top level first, then the deepest encoder stage (the side-output inputs)."""
         h = feats[-1]
@@ -230,6 +227,20 @@ class U2KANet(KANSegmenter):
                 h = stage(x)
             outs.insert(0, h)
         return outs
+
+    def forward_head(self, x: List[torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
+        """Decoder and fused output on the encoder features ``x`` (every stage, shallowest first): logits
+        (B, num_classes, H, W) at the size of the first stage's features, i.e. of the input; ``pre_logits``:
+        the top decoder features (``head_hidden_size`` channels). After ``prune_intermediate_layers``: the
+        deepest features."""
+        feats = self._decode(x)
+        return feats[0] if pre_logits else self.head(feats)[0]
+
+    def _drop_decoder(self, num_chs: int) -> None:
+        self.decoder = nn.ModuleList()
+        self.head_hidden_size = num_chs
+        self._side_chs = [num_chs]
+        self.reset_classifier(0)
 
     def forward_side_outputs(self, x: torch.Tensor) -> List[torch.Tensor]:
         """[fused, side_1, .., side_6] logits, each (B, num_classes, H, W), for deep supervision."""
@@ -248,7 +259,7 @@ def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: U2KANet) ->
 def _create_u2kanet(variant: str, pretrained: bool = False, **kwargs) -> U2KANet:
     n = len(kwargs.get("encoder_cfg", U2NET_SMALL_ENCODER))
     return build_kan_model(U2KANet, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
-                           feature_cfg=dict(flatten_sequential=True, out_indices=tuple(range(n))), **kwargs)
+                           feature_cfg=dict(feature_cls="getter", out_indices=tuple(range(n))), **kwargs)
 
 
 U2KANET_VARIANTS = {

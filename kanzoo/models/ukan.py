@@ -173,6 +173,8 @@ class UKAN(nn.Module):
         self.kan = bool(kan)
         self.grad_checkpointing = False
         self.pad_multiple = 32  # five halvings
+        self.encoder_levels = 5  # fewer after prune_intermediate_layers
+        self.has_decoder = True
 
         self.encoder1 = ConvBNReLU2x(in_chans, c1, c1, **dd)
         self.encoder2 = ConvBNReLU2x(c1, c2, c2, **dd)
@@ -271,8 +273,11 @@ class UKAN(nn.Module):
         x = F.pad(x, [0, (m - w % m) % m, 0, (m - h % m) % m])
         return x.contiguous(memory_format=torch.channels_last) if _channels_last(x) else x.contiguous()
 
-    def _encode(self, x: torch.Tensor, num_levels: int = 5) -> List[torch.Tensor]:
-        """Encoder outputs t1..t5 (1/2 .. 1/32) of an input whose sides are multiples of 32."""
+    def _encode(self, x: torch.Tensor, num_levels: int = -1) -> List[torch.Tensor]:
+        """Encoder outputs t1..t5 (1/2 .. 1/32) of an input whose sides are multiples of 32, the first
+        ``num_levels`` of them (-1: every kept level)."""
+        if num_levels < 0:
+            num_levels = self.encoder_levels
         feats: List[torch.Tensor] = []
         x = F.relu(F.max_pool2d(self.encoder1(x), 2, 2))
         feats.append(x)
@@ -297,6 +302,8 @@ class UKAN(nn.Module):
         return feats
 
     def _decode(self, feats: List[torch.Tensor]) -> torch.Tensor:
+        if not self.has_decoder:
+            return feats[-1]
         t1, t2, t3, t4, x = feats[0], feats[1], feats[2], feats[3], feats[4]
         x = _up(self.decoder1(x)) + t4
         H, W = x.shape[2], x.shape[3]
@@ -318,6 +325,7 @@ class UKAN(nn.Module):
         """The bottleneck features (E2 channels, 1/32 of the padded input)."""
         return self._encode(self._pad(x))[-1]
 
+    @torch.jit.ignore
     def forward_intermediates(
         self,
         x: torch.Tensor,
@@ -327,21 +335,48 @@ class UKAN(nn.Module):
         output_fmt: str = "NCHW",
         intermediates_only: bool = False,
     ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
-        """Encoder outputs at ``indices`` of ``feature_info`` (t1..t5, after the padding of ``forward``); the
-        final tensor is the bottleneck."""
+        """timm's intermediate-feature API over the encoder outputs t1..t5 of ``feature_info`` (of the input
+        zero-padded as ``forward`` pads it).
+
+        Args:
+            indices: levels to return: None all, an int the last n, a list those (negative from the end).
+            norm: accepted for timm's API (the token stages' norms ``norm3``/``norm4`` are part of their levels).
+            stop_early: stop after the last level taken (the final tensor is then that level's output).
+            output_fmt: only ``'NCHW'``.
+            intermediates_only: return the list of levels alone (deeper levels are not run).
+
+        Returns:
+            ``(final, features)``, ``final`` equal to ``forward_features(x)`` unless ``stop_early``; or
+            ``features``.
+        """
         if output_fmt != "NCHW":
             raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
         take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
-        feats = self._encode(self._pad(x), max_index + 1 if (stop_early or intermediates_only) else 5)
-        intermediates = [feats[i] for i in take_indices]
+        num_levels = min(max_index + 1, self.encoder_levels) if stop_early or intermediates_only else -1
+        feats = self._encode(self._pad(x), num_levels)
+        intermediates = [feats[i] for i in take_indices if i < len(feats)]
         if intermediates_only:
             return intermediates
         return feats[-1], intermediates
 
+    def forward_head(self, x: List[torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
+        """The decoder and output conv on the encoder features ``x`` (t1..t5, as ``forward_intermediates(...,
+        intermediates_only=True)`` gives them): logits (B, num_classes, Hp, Wp) at the padded input size
+        (``forward`` crops them to (H, W)); ``pre_logits``: the last decoder features (``head_hidden_size``
+        channels). After ``prune_intermediate_layers``: the deepest kept features."""
+        y = self._decode(x)
+        return y if pre_logits else self.final(self.head_drop(y))
+
+    @torch.jit.ignore
     def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1, prune_norm: bool = False,
                                   prune_head: bool = True) -> List[int]:
-        """Keeps the encoder up to the last level in ``indices``; drops the decoder and the head."""
+        """Keeps the encoder up to the last level in ``indices``. The decoder and the output conv need every
+        level: they are dropped when levels are (and with ``prune_head``), and ``forward`` then returns the
+        deepest kept level (``num_features`` = ``head_hidden_size`` = its channels, ``num_classes=0``).
+        Returns the kept (absolute) indices, to pass to ``forward_intermediates``."""
         take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
+        if max_index >= self.encoder_levels - 1 and not prune_head:
+            return take_indices
         for name in ("decoder1", "decoder2", "decoder3", "decoder4", "decoder5", "dnorm3", "dnorm4", "final",
                      "head_drop"):
             setattr(self, name, nn.Identity())
@@ -355,6 +390,10 @@ class UKAN(nn.Module):
             self.block1 = nn.ModuleList()
         if max_index < 4:
             self.block2 = nn.ModuleList()
+        self.encoder_levels = min(self.encoder_levels, max_index + 1)
+        self.has_decoder = False
+        self.num_features = self.head_hidden_size = self.feature_info[self.encoder_levels - 1]["num_chs"]
+        self.num_classes = 0
         return take_indices
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

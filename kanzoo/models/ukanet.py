@@ -12,11 +12,11 @@ Papers:
 The model maps (B, in_chans, H, W) to per-pixel logits (B, num_classes, H, W) at the input resolution, for any
 H and W. Every conv is a :class:`~kanzoo.layers.KANConv2d` except the output 1×1 conv (plain ``nn.Conv2d``:
 logits must not pass through a KAN conv's norm and activation). ``num_classes=0`` returns the last decoder
-features instead (``head_hidden_size`` channels). ``forward_features`` returns the deepest encoder features;
-``features_only=True`` gives the encoder stages.
+features instead (``head_hidden_size`` channels). The encoder follows the contract of
+:class:`~kanzoo.models._kan_segmenter.KANSegmenter`: ``feature_info`` and ``forward_intermediates`` over the
+stem-and-stage outputs, ``forward_head`` (the decoder and output conv on them), ``prune_intermediate_layers``
+and ``features_only=True``.
 """
-from __future__ import annotations
-
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
@@ -171,8 +171,8 @@ class UKANet(KANSegmenter):
         return dict(stem=r"^stem", blocks=r"^stages\.(\d+)" if coarse else r"^stages\.(\d+)\.(\d+)",
                     decoder=r"^decoder\.(\d+)")
 
-    def _encode(self, x: torch.Tensor) -> List[torch.Tensor]:
-        return self._run_stages(self.stem(x))
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stem(x)
 
     def _decode(self, feats: List[torch.Tensor]) -> torch.Tensor:
         x = feats[-1]
@@ -183,6 +183,19 @@ class UKANet(KANSegmenter):
             else:
                 x = block(x, skip)
         return x
+
+    def forward_head(self, x: List[torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
+        """Decoder and output conv on the encoder features ``x`` (every stage, shallowest first): logits
+        (B, num_classes, Hp, Wp) at the padded input size (``forward`` crops them to (H, W)); ``pre_logits``: the
+        last decoder features (``head_hidden_size`` channels). After ``prune_intermediate_layers``: the deepest
+        kept features."""
+        x = self._decode(x)
+        return x if pre_logits else self.head(self.head_drop(x))
+
+    def _drop_decoder(self, num_chs: int) -> None:
+        self.decoder = nn.ModuleList()
+        self.head_hidden_size = num_chs
+        self.reset_classifier(0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
@@ -200,7 +213,7 @@ def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: UKANet) -> 
 def _create_ukanet(variant: str, pretrained: bool = False, **kwargs) -> UKANet:
     n = len(kwargs.get("depths", (2, 2, 2, 2)))
     return build_kan_model(UKANet, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
-                           feature_cfg=dict(flatten_sequential=True, out_indices=tuple(range(n))), **kwargs)
+                           feature_cfg=dict(feature_cls="getter", out_indices=tuple(range(n))), **kwargs)
 
 
 UKANET_VARIANTS = {

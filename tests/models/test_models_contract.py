@@ -7,31 +7,46 @@ blocks) and the smallest input that the model's cfg allows (about 32²), batch 1
 
 What each model must pass, as in timm, with kanzoo's differences marked (*):
 
-=====================  ========================================================================================
-check                  what is asserted
-=====================  ========================================================================================
-forward                batch-1 eval forward: batch dim, finite output; ``set_grad_checkpointing()`` keeps it
-backward               ``num_classes=42``, batch 2, train mode: 42 outputs, finite; every parameter has a grad
-unknown_kwarg          an unknown constructor kwarg raises ``TypeError`` naming it
-meta_device            ``create_model(device='meta')`` puts every parameter and buffer on ``meta``
-bf16                   a forward works after ``.to(torch.bfloat16)`` and gives finite bf16 output
-param_groups           ``group_matcher()`` (fine and coarse) splits the parameters into more than one group;
-                       ``no_weight_decay()`` names only real parameters
-reset_classifier       classifiers: ``reset_classifier(7)`` keeps device, dtype and train mode, and frozen
-                       parameters stay frozen
-default_cfg            num_features / head_hidden_size / pool_size / reset_classifier / first_conv / classifier,
-                       checked for every tag's cfg (*: pool_size is checked at the test size, scaled from the
-                       cfg's ``input_size``/``pool_size`` ratio, and every tag must agree with the model's reduction;
-                       token models, whose forward_features is (B, N, C), get timm's non-standard-model checks)
-in_chans               ``in_chans=1`` and ``in_chans=4`` build and run
-drop_rate              ``drop_rate=0.5`` is accepted; (*) classifiers: eval output deterministic, train output not
-torchscript            ``torch.jit.script`` under ``set_scriptable(True)``, output equal to eager (*: timm checks
-                       only shape/NaN)
-compile (*)            ``torch.compile(backend='aot_eager')`` equals eager: one representative model per family
-features_only          ``features_only=True``: one output per ``feature_info`` level, channels and reductions as
-                       declared (segmentation models: their encoder stages)
-segmentation (*)       ``task == 'segmentation'`` models: output ``(B, num_classes, H, W)`` at the input size;
-                       the classification-head checks are skipped for them
+=========================  ==========================================================================================
+check                      what is asserted
+=========================  ==========================================================================================
+forward                    batch-1 eval forward: batch dim, finite output; ``set_grad_checkpointing()`` keeps it
+backward                   ``num_classes=42``, batch 2, train mode: 42 outputs, finite; every parameter has a grad
+unknown_kwarg              an unknown constructor kwarg raises ``TypeError`` naming it
+meta_device                ``create_model(device='meta')`` puts every parameter and buffer on ``meta``
+bf16                       a forward works after ``.to(torch.bfloat16)`` and gives finite bf16 output
+param_groups               ``group_matcher()`` (fine and coarse) splits the parameters into more than one group;
+                           ``no_weight_decay()`` names only real parameters
+reset_classifier           classifiers: ``reset_classifier(7)`` keeps device, dtype and train mode, and frozen
+                           parameters stay frozen
+default_cfg                num_features / head_hidden_size / pool_size / reset_classifier / first_conv / classifier,
+                           checked for every tag's cfg (*: pool_size is checked at the test size, scaled from the
+                           cfg's ``input_size``/``pool_size`` ratio, and every tag must agree with the model's
+                           reduction; token models, whose forward_features is (B, N, C), get timm's
+                           non-standard-model checks)
+in_chans                   ``in_chans=1`` and ``in_chans=4`` build and run
+drop_rate                  ``drop_rate=0.5`` is accepted; (*) classifiers: eval output deterministic, train output
+                           not
+torchscript                ``torch.jit.script`` under ``set_scriptable(True)``, output equal to eager (*: timm
+                           checks only shape/NaN)
+compile (*)                ``torch.compile(backend='aot_eager')`` equals eager: one representative model per family
+features_only              ``features_only=True``: one output per ``feature_info`` level, channels and reductions
+                           as declared (segmentation models: their encoder stages)
+forward_intermediates      classifiers: one intermediate per ``feature_info`` level, channels and reductions as
+                           declared, final equal to ``forward_features``, the same with
+                           ``set_grad_checkpointing()`` (*: without autograd); (*) an int, and a list with a
+                           negative index and ``stop_early``, give the same taps
+prune_intermediate_layers  classifiers: ``prune_head=False`` at the last level keeps the output; pruned to ``[0]`` and
+                           to ``[0, -2]`` (``prune_norm=True``), ``forward_intermediates`` gives the unpruned taps,
+                           ``forward`` (no classifier, no pooling) of a CNN ends at the last tap kept, finite and
+                           (``[0]``) deterministic in eval, and a train-mode backward from the taps reaches every
+                           parameter (as ``all_params_grad``; ``[0, -2]``: one model per family)
+features_getter            classifiers: ``features_only=True, feature_cls='getter'`` outputs equal the unwrapped
+                           model's ``forward_intermediates`` at the wrapper's ``out_indices`` (same weights);
+                           channels and reductions as its ``feature_info``
+segmentation (*)           ``task == 'segmentation'`` models: output ``(B, num_classes, H, W)`` at the input size;
+                           the classification-head checks are skipped for them (their encoder contract:
+                           ``tests/models/test_segmentation_encoders.py``)
 =====================  ========================================================================================
 
 Declared exceptions. A model class may set ``_contract_skip = {check: reason}`` with keys from
@@ -40,6 +55,7 @@ Declared exceptions. A model class may set ``_contract_skip = {check: reason}`` 
 but still asserts that some have one, and ``'torchscript'`` replaces ``torch.jit.script`` by ``torch.jit.trace``
 with the same output check. An unknown key fails ``test_contract_declarations``.
 """
+import copy
 import fnmatch
 import inspect
 import math
@@ -76,6 +92,9 @@ CONTRACT_CHECKS = {
     "torchscript": "torch.jit.script (declared: torch.jit.trace instead)",
     "compile": "torch.compile(backend='aot_eager')",
     "features_only": "features_only=True matches feature_info",
+    "forward_intermediates": "forward_intermediates matches feature_info and forward_features",
+    "prune_intermediate_layers": "pruned models give the unpruned taps",
+    "features_getter": "features_only=True, feature_cls='getter' equals forward_intermediates",
     "segmentation": "(B, num_classes, H, W) output",
 }
 
@@ -490,6 +509,32 @@ def test_compile(name):
                                msg=lambda m: f"{name}: torch.compile output differs from eager\n{m}")
 
 
+def feature_input(name: str, reductions: List[int], batch: int = 1) -> torch.Tensor:
+    """The test input raised to a multiple of the largest reduction: every feature level then has an exact size."""
+    c, h, w = input_size(name)
+    r = max(reductions)
+    return torch.randn(batch, c, r * math.ceil(h / r), r * math.ceil(w / r), generator=torch.Generator().manual_seed(1))
+
+
+def check_levels(name: str, outs, x: torch.Tensor, chans: List[int], reds: List[int], what: str) -> None:
+    """One NCHW tensor per level, with the declared channels and exactly (H, W) / reduction, finite."""
+    assert isinstance(outs, (list, tuple)) and len(outs) == len(chans), \
+        f"{name} {what}: {len(outs) if isinstance(outs, (list, tuple)) else type(outs)} outputs for {len(chans)} levels"
+    h, w = x.shape[-2:]
+    width = probe(name)["kwargs"].get("width_scale", 1.0)
+    for i, (o, ch, red) in enumerate(zip(outs, chans, reds)):
+        assert o.ndim == 4 and o.shape[0] == x.shape[0], f"{name} {what} level {i}: shape {tuple(o.shape)}"
+        assert o.shape[1] == ch, f"{name} {what} level {i}: {o.shape[1]} channels, feature_info says {ch} " \
+                                 f"(width {width})"
+        assert tuple(o.shape[-2:]) == (h // red, w // red), \
+            f"{name} {what} level {i}: spatial {tuple(o.shape[-2:])} at input {(h, w)}, feature_info reduction {red}"
+        assert_finite(o, f"{name} {what} level {i}")
+
+
+def assert_same(actual, expected, what: str) -> None:
+    torch.testing.assert_close(actual, expected, rtol=RTOL, atol=ATOL, msg=lambda m: f"{what}\n{m}")
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_features_only(name):
     skip_if_declared(name, "features_only")
@@ -497,21 +542,109 @@ def test_features_only(name):
     assert len(declared) >= 3, f"{name}: feature_info has {len(declared)} levels (at least 3 expected)"
     model = build(name, features_only=True).eval()
     chans, reds = model.feature_info.channels(), model.feature_info.reduction()
-    width = probe(name)["kwargs"].get("width_scale", 1.0)
     assert len(chans) >= 3, f"{name}: features_only model has {len(chans)} levels"
-    c, h, w = input_size(name)
-    r = max(reds)
-    h, w = r * math.ceil(h / r), r * math.ceil(w / r)  # every level then has an exact size
-    x = torch.randn(1, c, h, w)
+    x = feature_input(name, reds)
     with torch.no_grad():
         outs = model(x)
-    assert isinstance(outs, (list, tuple)) and len(outs) == len(chans), \
-        f"{name}: {len(outs) if isinstance(outs, (list, tuple)) else type(outs)} outputs for {len(chans)} levels"
-    for i, (o, ch, red) in enumerate(zip(outs, chans, reds)):
-        assert o.shape[1] == ch, f"{name} level {i}: {o.shape[1]} channels, feature_info says {ch} (width {width})"
-        assert tuple(o.shape[-2:]) == (h // red, w // red), \
-            f"{name} level {i}: spatial {tuple(o.shape[-2:])} at input {(h, w)}, feature_info reduction {red}"
-        assert_finite(o, f"{name} level {i}")
+    check_levels(name, outs, x, chans, reds, "features_only")
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_forward_intermediates(name):
+    """timm's test_model_forward_intermediates, and the index forms of timm's ``feature_take_indices``."""
+    skip_if_declared(name, "forward_intermediates")
+    model = build(name).eval()
+    info = probe(name)["feature_info"]
+    chans, reds = [f["num_chs"] for f in info], [f["reduction"] for f in info]
+    x = feature_input(name, reds)
+    with torch.no_grad():
+        final, taps = model.forward_intermediates(x)
+        check_levels(name, taps, x, chans, reds, "forward_intermediates")
+        assert_same(final, model.forward_features(x), f"{name}: forward_intermediates' final != forward_features")
+
+        # a list with a negative index, stopping early: taps 0 and n-2 in order; then an int: the last n, with
+        # gradient checkpointing (without autograd: its code path, not its backward, which test_forward runs)
+        _, selected = model.forward_intermediates(x, indices=[0, -2], stop_early=True)
+        checkpointing = not probe(name)["skips"].get("grad_checkpointing")
+        model.set_grad_checkpointing(checkpointing)
+        final2, last = model.forward_intermediates(x, indices=1)
+    for what, got, want in (("indices=[0, -2], stop_early", selected, [taps[0], taps[-2]]),
+                            ("indices=1", last, taps[-1:])):
+        assert isinstance(got, list) and len(got) == len(want), f"{name} {what}: {len(got)} taps"
+        for g, t in zip(got, want):
+            assert_same(g, t, f"{name}: {what} gives another tap")
+    assert_same(final2, final, f"{name}: forward_intermediates' final changes with grad checkpointing")
+
+
+def _check_params_used(name: str, model: torch.nn.Module, what: str) -> None:
+    params = dict(model.named_parameters())
+    no_grad = [n for n, p in params.items() if p.requires_grad and p.grad is None]
+    if probe(name)["skips"].get("all_params_grad"):
+        assert len(no_grad) < len(params), f"{name} {what}: no parameter got a gradient"
+    else:
+        assert not no_grad, f"{name} {what}: {len(no_grad)} parameters are unused: {no_grad[:8]}"
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_prune_intermediate_layers(name):
+    """timm's pruning checks (test_prune_intermediate_layers_contract, _params_used, _last_feature): pruned to
+    the first level, and to the first and the one before the last (the deepest pruning that drops a level).
+    Parameters used after pruning are checked at ``[0, -2]`` on one model per family (the pruning code is the
+    family's; backward through most of a deep model is the costliest step here)."""
+    skip_if_declared(name, "prune_intermediate_layers")
+    model = build(name, drop_rate=0.5).eval()
+    n = len(probe(name)["feature_info"])
+    x = feature_input(name, [f["reduction"] for f in probe(name)["feature_info"]])
+    with torch.no_grad():
+        final, taps = model.forward_intermediates(x)
+        expected = model.forward_head(final)
+        assert model.prune_intermediate_layers([n - 1], prune_head=False) == [n - 1]
+        assert_same(model(x), expected, f"{name}: prune_head=False at the last level changes the output")
+
+    for indices, kwargs in (([0], {}), ([0, -2], dict(prune_norm=True))):
+        what = f"pruned to {indices} ({kwargs})"
+        pruned = copy.deepcopy(model) if indices == [0] else model
+        take = pruned.prune_intermediate_layers(indices, **kwargs)
+        want = [i % n for i in indices]
+        assert take == want, f"{name}: prune_intermediate_layers({indices}) returns {take}, not {want}"
+        with torch.no_grad():
+            selected = pruned.forward_intermediates(x, indices=take, intermediates_only=True)
+            assert len(selected) == len(take), f"{name} {what}: {len(selected)} taps for {take}"
+            for i, tap in zip(take, selected):
+                assert_same(tap, taps[i], f"{name} {what}: tap {i} differs from the unpruned model's")
+            # the head keeps no classifier and no pooling: a CNN's output is its features, which end at the tap
+            # (token models' outputs are their tokens)
+            out = pruned(x)
+            if out.ndim == 4:
+                assert_same(out, taps[take[-1]], f"{name} {what}: forward(x) is not the last tap kept")
+            assert_finite(out, f"{name} {what}")
+            if take == [0]:
+                assert torch.equal(out, pruned(x)), f"{name} {what}: the eval output is random"
+        if take != [0] and name not in REPRESENTATIVES:
+            continue
+        pruned.train()
+        selected = pruned.forward_intermediates(x, indices=take, norm=not kwargs, intermediates_only=True)
+        sum(f.sum() for f in selected).backward()
+        _check_params_used(name, pruned, what)
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_features_getter(name):
+    """timm's test_model_forward_intermediates_features, and equality with the unwrapped model."""
+    skip_if_declared(name, "features_getter")
+    getter = build(name, features_only=True, feature_cls="getter").eval()
+    chans, reds = getter.feature_info.channels(), getter.feature_info.reduction()
+    model = build(name).eval()
+    unexpected = model.load_state_dict(getter.model.state_dict(), strict=False).unexpected_keys
+    assert not unexpected, f"{name}: the getter's model has keys the model has not: {unexpected[:8]}"
+    x = feature_input(name, reds)
+    with torch.no_grad():
+        outs = getter(x)
+        check_levels(name, outs, x, chans, reds, "getter")
+        expected = model.forward_intermediates(x, indices=getter.out_indices, intermediates_only=True)
+    assert len(expected) == len(outs)
+    for i, (o, e) in enumerate(zip(outs, expected)):
+        assert_same(o, e, f"{name}: getter output {i} differs from forward_intermediates")
 
 
 @pytest.mark.parametrize("name", SEGMENTATION)
