@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Sequence, Tuple, Union
 
+import torch
+
 IntOrTuple = Union[int, Sequence[int]]
 
 
@@ -23,6 +25,13 @@ def to_ntuple(value: IntOrTuple, n: int, name: str, minimum: int) -> Tuple[int, 
         if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
             raise ValueError(f"{name} must be >= {minimum} in every dimension, got {value!r}")
     return values
+
+
+def is_symbolic(x: torch.Tensor) -> bool:
+    """True for a ``torch.fx`` proxy: its sizes are not known while tracing, so eager input checks skip it."""
+    if not torch.jit.is_scripting():
+        return isinstance(x, torch.fx.Proxy)
+    return False
 
 
 def check_channels(in_channels: int, out_channels: int, groups: int) -> None:

@@ -15,6 +15,7 @@ import math
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
+from timm.layers import register_notrace_module
 from torch import nn
 
 from ._utils import IntOrTuple, check_ndim, to_ntuple
@@ -52,6 +53,7 @@ def _takes_degree(basis: BasisType) -> bool:
         return False
 
 
+@register_notrace_module  # its position table depends on the map's size: FX calls it as one op
 class MixedRoPE(nn.Module):
     r"""Rotary position embedding with learnable frequencies mixed across the spatial axes (RoPE-Mixed).
 
@@ -369,7 +371,7 @@ class KANFocalModulation(nn.Module):
             ctx = layer(ctx)
             ctx_all = ctx_all + ctx * gates[:, level:level + 1]
         source = ctx if self.global_context == "last" else ctx_all
-        pooled = self.context_act(source.mean(dim=tuple(range(2, x.dim())), keepdim=True))
+        pooled = self.context_act(source.mean(dim=tuple(range(2, self.ndim + 2)), keepdim=True))
         ctx_all = ctx_all + pooled * gates[:, L:]
         if self.normalize_modulator:
             ctx_all = ctx_all / (L + 1)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._utils import IntOrTuple, check_probability, fixed_ndim, init_conv_geometry
+from ._utils import IntOrTuple, check_probability, fixed_ndim, init_conv_geometry, is_symbolic
 from .bases import BasisType, create_basis, get_basis_class
 from .create import LayerType, create_act, create_norm, get_act_layer
 
@@ -28,6 +28,8 @@ def conv_nd(x: torch.Tensor, weight: torch.Tensor, stride: List[int], padding: L
 
 def check_input(x: torch.Tensor, ndim: int, channels: int, name: str) -> None:
     """Raises a ValueError naming expected vs got for the wrong rank or channel count."""
+    if is_symbolic(x):
+        return
     if x.dim() != ndim + 2:
         raise ValueError(
             "{} expects a {}-d input (N, C, {}), got shape {}".format(
@@ -40,6 +42,8 @@ def check_input(x: torch.Tensor, ndim: int, channels: int, name: str) -> None:
 def check_spatial(x: torch.Tensor, kernel_size: List[int], padding: List[int], dilation: List[int],
                   name: str) -> None:
     """Raises a ValueError when an input is smaller than the (dilated, padded) kernel."""
+    if is_symbolic(x):
+        return
     for i in range(len(kernel_size)):
         need = dilation[i] * (kernel_size[i] - 1) + 1 - 2 * padding[i]
         if x.shape[2 + i] < need:

@@ -3,13 +3,13 @@ Kolmogorov-Arnold Networks", arXiv 2404.19756; the basis variants follow torch-c
 from __future__ import annotations
 
 import math
-from typing import List, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._utils import check_probability
+from ._utils import check_probability, is_symbolic
 from .bases import BasisType, create_basis, get_basis_class
 from .bases.wavelet import check_wavelet, wavelet
 from .bottleneck import bottleneck_width
@@ -18,6 +18,8 @@ from .create import LayerType, create_act, create_norm, get_act_layer
 
 def check_features(x: torch.Tensor, features: int, name: str) -> None:
     """Raises a ValueError naming expected vs got for a too-small rank or a wrong last-dim size."""
+    if is_symbolic(x):
+        return
     if x.dim() < 2:
         raise ValueError("{} expects an input of shape (N, ..., {}) with at least 2 dims, got shape {}".format(
             name, features, list(x.shape)))
@@ -144,7 +146,7 @@ class KANLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_features(x, self.in_features, "KANLinear")
-        out_shape: List[int] = list(x.shape[:-1]) + [self.out_features]
+        lead = x.shape[:-1]
         x = x.reshape(-1, self.in_features)
         z = self.dropout(self.basis_norm(x))
         if self.weight is not None:
@@ -155,7 +157,7 @@ class KANLinear(nn.Module):
             stacked = self.basis(z, None)
             w = self.basis_weight
         y = F.linear(stacked.flatten(1), w.flatten(1), self.bias)
-        return self.act(self.norm(y)).reshape(out_shape)
+        return self.act(self.norm(y)).unflatten(0, lead)
 
     def extra_repr(self) -> str:
         return (f"{self.in_features}, {self.out_features}, use_base={self.use_base}, "
@@ -249,14 +251,14 @@ class BottleneckKANLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_features(x, self.in_features, "BottleneckKANLinear")
-        out_shape: List[int] = list(x.shape[:-1]) + [self.out_features]
+        lead = x.shape[:-1]
         x = x.reshape(-1, self.in_features)
         z = F.linear(self.dropout(x), self.inner_weight, self.inner_bias)
         y = F.linear(self.basis(z, None).flatten(1), self.basis_weight.flatten(1))
         y = F.linear(y, self.outer_weight, self.outer_bias)
         if self.weight is not None:
             y = y + F.linear(self.base_act(x), self.weight)
-        return self.act(self.norm(y)).reshape(out_shape)
+        return self.act(self.norm(y)).unflatten(0, lead)
 
     def extra_repr(self) -> str:
         return (f"{self.in_features}, {self.out_features}, inner_features={self.inner_features}, "
@@ -337,7 +339,7 @@ class WaveletKANLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_features(x, self.in_features, "WaveletKANLinear")
-        out_shape: List[int] = list(x.shape[:-1]) + [self.out_features]
+        lead = x.shape[:-1]
         x = x.reshape(-1, self.in_features)
         u = (self.dropout(x).unsqueeze(1) - self.translation) / self.scale  # (N, out, in)
         w = self.wavelet_weight
@@ -346,7 +348,7 @@ class WaveletKANLinear(nn.Module):
         y = torch.einsum("noi,oi->no", wavelet(u, self.wavelet_type), w)
         if self.weight is not None:
             y = y + F.linear(self.base_act(x), self.weight)
-        return self.act(self.norm(y)).reshape(out_shape)
+        return self.act(self.norm(y)).unflatten(0, lead)
 
     def extra_repr(self) -> str:
         return (f"{self.in_features}, {self.out_features}, wavelet_type={self.wavelet_type!r}, "

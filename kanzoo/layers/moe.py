@@ -11,6 +11,7 @@ from typing import Callable, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from timm.layers import register_notrace_module
 from torch import nn
 
 from ._utils import IntOrTuple, check_channels, fixed_ndim
@@ -49,6 +50,7 @@ def cv_squared(v: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
     return v.var() / (v.mean() ** 2 + eps)
 
 
+@register_notrace_module  # data-dependent routing: FX calls it as one op
 class MoEKANConvNd(nn.Module):
     r"""A sparsely gated mixture of E KAN convolutions, each sample routed to its top-k experts.
 

@@ -44,6 +44,7 @@ from functools import lru_cache
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+from timm.layers import register_notrace_module
 from torch import nn
 
 from .bases.kernels import (
@@ -311,6 +312,7 @@ def fused_group_rational(x: torch.Tensor, weight_numerator: torch.Tensor, weight
 
 
 # ------------------------------------------------------------------------------------------------ the layer
+@register_notrace_module  # picks the compiled kernel by size and grad mode: FX calls it as one op
 class GroupRational(nn.Module):
     """Group-rational activation of GR-KAN (Yang & Wang, "Kolmogorov-Arnold Transformer", arXiv 2409.10594).
 

@@ -4,7 +4,7 @@ arXiv 2404.19756)."""
 from __future__ import annotations
 
 import math
-from typing import List, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -112,12 +112,12 @@ class SplineKANLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_features(x, self.in_features, "SplineKANLinear")
-        out_shape: List[int] = list(x.shape[:-1]) + [self.out_features]
+        lead = x.shape[:-1]
         x = x.reshape(-1, self.in_features)
         base = F.linear(self.base_act(x), self.base_weight)
         bases = self.basis(x).flatten(1)  # (N, in·F), feature-major: i·F + j
         y = torch.addmm(base, bases, self.scaled_spline_weight().flatten(1).t())
-        return y.reshape(out_shape)
+        return y.unflatten(0, lead)
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, local={self.basis.local}"

@@ -6,7 +6,7 @@ al., "Switch Transformers", arXiv 2101.03961)."""
 from typing import List, Optional, Sequence, Tuple
 
 import torch
-from timm.layers import Mlp
+from timm.layers import Mlp, register_notrace_module
 from torch import nn
 
 from .linear import KANLinear
@@ -83,6 +83,7 @@ def _compiling_or_exporting() -> bool:
     return bool(torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export())
 
 
+@register_notrace_module  # data-dependent routing: FX calls it as one op
 class MoEKANMlp(nn.Module):
     r"""A top-k mixture of MLP and FasterKAN experts over tokens, with timm's ``Mlp`` signature.
 

@@ -9,6 +9,7 @@ from timm.layers import DropPath
 from timm.models._manipulate import checkpoint
 from torch import nn
 
+from ._utils import is_symbolic
 from .spline_linear import SplineKANLinear
 
 
@@ -113,7 +114,7 @@ class TokenKANBlock(nn.Module):
         return self.layer(self.norm2(x), H, W)
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
-        if x.dim() != 3 or x.shape[1] != H * W or x.shape[2] != self.dim:
+        if not is_symbolic(x) and (x.dim() != 3 or x.shape[1] != H * W or x.shape[2] != self.dim):
             raise ValueError(f"TokenKANBlock expects tokens (B, H·W, {self.dim}) with H·W = {H}·{W} = {H * W}, got "
                              f"shape {list(x.shape)}")
         if self.grad_checkpointing and not torch.jit.is_scripting():

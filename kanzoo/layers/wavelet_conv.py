@@ -7,6 +7,7 @@ from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
+from timm.layers import register_notrace_module
 from torch import nn
 from torch.autograd.function import once_differentiable
 
@@ -154,6 +155,7 @@ class _LeanWaveletConv(torch.autograd.Function):
                 None, None, None, None, None, None, None, None)
 
 
+@register_notrace_module  # picks its memory-lean path by grad mode and chunks by size: FX calls it as one op
 class WaveletKANConvNd(nn.Module):
     r"""Wav-KAN convolution: every (output, input) channel pair has its own scaled and shifted wavelet.
 

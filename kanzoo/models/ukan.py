@@ -23,19 +23,19 @@ tokens. Compared with the reference code, kanzoo honours ``in_chans`` (the refer
 3-channel stem), ``depths`` (KAN blocks per token stage), ``kan=False`` (the MLP twin that the reference's
 ``no_kan`` flag never built) and takes any input size (see :class:`UKAN`).
 """
-from __future__ import annotations
-
 import re
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from timm.layers import register_notrace_function
 from timm.layers.helpers import get_device_dtype
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 from torch import nn
 
 from ..layers import SplineKANLinear, TokenKANBlock
+from ..layers._utils import is_symbolic
 from ._base import _cfg, build_kan_model, generate_kan_cfgs, register_variants, unwrap_checkpoint
 from ._kan_segmenter import seg_head
 
@@ -88,11 +88,24 @@ def _channels_last(x: torch.Tensor) -> bool:
     return x.dtype != torch.float64
 
 
+@register_notrace_function  # the memory layout depends on the dtype: one FX op (timm's tracer)
 def _tokens_to_image(x: torch.Tensor, H: int, W: int) -> torch.Tensor:
     """Tokens (B, H·W, C) -> an image (B, C, H, W): a channels-last view (no copy), or a contiguous copy in
     float64 (see :func:`_channels_last`)."""
     x = x.reshape(x.shape[0], H, W, -1).permute(0, 3, 1, 2)
     return x if _channels_last(x) else x.contiguous()
+
+
+@register_notrace_function  # the memory layout depends on the dtype: one FX op (timm's tracer)
+def _pad_to_multiple(x: torch.Tensor, m: int) -> torch.Tensor:
+    """Zero-pads the bottom and right of ``x`` to multiples of ``m``, in the conv stages' memory layout."""
+    h, w = x.shape[-2], x.shape[-1]
+    x = F.pad(x, [0, (m - w % m) % m, 0, (m - h % m) % m])
+    return x.contiguous(memory_format=torch.channels_last) if _channels_last(x) else x.contiguous()
+
+
+torch.fx.wrap("_tokens_to_image")  # and for plain torch.fx.symbolic_trace
+torch.fx.wrap("_pad_to_multiple")
 
 
 def _up(x: torch.Tensor) -> torch.Tensor:
@@ -268,10 +281,7 @@ class UKAN(nn.Module):
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         """Zero-pads the bottom and right to a multiple of 32, in channels-last memory (not in float64): the
         convs run 1.5-3× faster so on CPU, and the tokens of the KAN stages are then views of the conv outputs."""
-        h, w = x.shape[-2], x.shape[-1]
-        m = self.pad_multiple
-        x = F.pad(x, [0, (m - w % m) % m, 0, (m - h % m) % m])
-        return x.contiguous(memory_format=torch.channels_last) if _channels_last(x) else x.contiguous()
+        return _pad_to_multiple(x, self.pad_multiple)
 
     def _encode(self, x: torch.Tensor, num_levels: int = -1) -> List[torch.Tensor]:
         """Encoder outputs t1..t5 (1/2 .. 1/32) of an input whose sides are multiples of 32, the first
@@ -397,7 +407,7 @@ class UKAN(nn.Module):
         return take_indices
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_chans:
+        if not is_symbolic(x) and (x.dim() != 4 or x.shape[1] != self.in_chans):
             raise ValueError(f"UKAN expects images (B, {self.in_chans}, H, W), got shape {list(x.shape)}")
         h, w = x.shape[-2], x.shape[-1]
         y = self._decode(self._encode(self._pad(x)))

@@ -9,6 +9,7 @@ from them. A new basis is one module: subclass :class:`Basis`, set ``name``, and
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Type
 
 import torch
+from timm.layers import register_notrace_module
 from torch import nn
 
 #: per-element FLOPs of activations by name (KANbeFair's table, arXiv 2407.16674: exp counts 1, so sigmoid = 4,
@@ -35,6 +36,7 @@ def act_flops(act: Any) -> int:
     return ACT_FLOPS[name.lower()]
 
 
+@register_notrace_module  # forward picks a kernel by grad mode, dtype and size: FX calls it as one op
 class Basis(nn.Module):
     """A family of univariate functions B_0..B_{F-1} applied elementwise to a KAN layer's input.
 

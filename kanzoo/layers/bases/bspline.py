@@ -6,6 +6,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from .._utils import is_symbolic
 from . import kernels as KK
 from .base import Basis, CompilableValues, cat_basis, check_count
 
@@ -318,7 +319,7 @@ class BSplineBasis(Basis, CompilableValues):
         return torch.where(valid, acc, 0.0)
 
     def values(self, x: torch.Tensor) -> torch.Tensor:
-        if self.local and not _in_onnx_export():
+        if self.local and not _in_onnx_export() and not is_symbolic(x):
             return self._local_dense(x, None)
         return self._levels(x, self.spline_order)
 
@@ -347,7 +348,7 @@ class BSplineBasis(Basis, CompilableValues):
         return KERNEL(x, prefix, (cached[1], cached[2]), self.num_basis, kernel)
 
     def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if self.local and not self.compile_values and not _in_onnx_export():
+        if self.local and not self.compile_values and not _in_onnx_export() and not is_symbolic(x):
             if not torch.jit.is_scripting() and not torch.jit.is_tracing():
                 out = self._forward_kernel(x, prefix)
                 if out is not None:

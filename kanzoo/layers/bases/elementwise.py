@@ -9,6 +9,7 @@ from typing import Optional
 
 import torch
 
+from .._utils import is_symbolic
 from .base import Basis, CompilableValues, cat_basis
 
 
@@ -46,7 +47,7 @@ class ClosedFormBasis(Basis, CompilableValues):
         return _ClosedFormFunction.apply(x, prefix, self)
 
     def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if torch.jit.is_scripting() or torch.jit.is_tracing() or not torch.is_grad_enabled():
+        if torch.jit.is_scripting() or torch.jit.is_tracing() or is_symbolic(x) or not torch.is_grad_enabled():
             return cat_basis(self.values(x), prefix)
         if not x.requires_grad and (prefix is None or not prefix.requires_grad):
             return cat_basis(self.evaluate(x), prefix)

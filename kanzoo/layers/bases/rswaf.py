@@ -22,6 +22,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
+from .._utils import is_symbolic
 from . import kernels as K
 from .base import cat_basis, check_count
 from .elementwise import ClosedFormBasis
@@ -164,7 +165,8 @@ class RSWAFBasis(ClosedFormBasis):
         cancellation (every term is positive). 2rx is clamped to ±(60 + c), c = max_j |2r g_j|: where the clamp
         acts, every basis value is below 4e^-60.
         """
-        if x.dtype not in (torch.float32, torch.float64) or x.is_meta or torch.jit.is_tracing() or _compiling():
+        if is_symbolic(x) or x.dtype not in (torch.float32, torch.float64) or x.is_meta or torch.jit.is_tracing() \
+                or _compiling():
             return None  # tracing, export and torch.compile take the plain tanh formula
         consts = self._exp_constants(x.dtype, x.dim())
         if consts is None:
@@ -218,7 +220,7 @@ class RSWAFBasis(ClosedFormBasis):
     def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
         # ClosedFormBasis.forward, with the compiled kernel and the exponential form's own fused function first
         # (TorchScript has no super())
-        if torch.jit.is_scripting() or torch.jit.is_tracing():
+        if torch.jit.is_scripting() or torch.jit.is_tracing() or is_symbolic(x):
             return cat_basis(self.values(x), prefix)
         out = self._forward_kernel(x, prefix)
         if out is not None:
