@@ -157,7 +157,9 @@ class KANLinear(nn.Module):
             stacked = self.basis(z, None)
             w = self.basis_weight
         y = F.linear(stacked.flatten(1), w.flatten(1), self.bias)
-        return self.act(self.norm(y)).unflatten(0, lead)
+        if is_symbolic(x):  # an fx proxy has no list of sizes; reshape below keeps ONNX's dynamic batch
+            return self.act(self.norm(y)).unflatten(0, lead)
+        return self.act(self.norm(y)).reshape(list(lead) + [self.out_features])
 
     def extra_repr(self) -> str:
         return (f"{self.in_features}, {self.out_features}, use_base={self.use_base}, "
@@ -258,7 +260,9 @@ class BottleneckKANLinear(nn.Module):
         y = F.linear(y, self.outer_weight, self.outer_bias)
         if self.weight is not None:
             y = y + F.linear(self.base_act(x), self.weight)
-        return self.act(self.norm(y)).unflatten(0, lead)
+        if is_symbolic(x):  # an fx proxy has no list of sizes; reshape below keeps ONNX's dynamic batch
+            return self.act(self.norm(y)).unflatten(0, lead)
+        return self.act(self.norm(y)).reshape(list(lead) + [self.out_features])
 
     def extra_repr(self) -> str:
         return (f"{self.in_features}, {self.out_features}, inner_features={self.inner_features}, "
@@ -348,7 +352,9 @@ class WaveletKANLinear(nn.Module):
         y = torch.einsum("noi,oi->no", wavelet(u, self.wavelet_type), w)
         if self.weight is not None:
             y = y + F.linear(self.base_act(x), self.weight)
-        return self.act(self.norm(y)).unflatten(0, lead)
+        if is_symbolic(x):  # an fx proxy has no list of sizes; reshape below keeps ONNX's dynamic batch
+            return self.act(self.norm(y)).unflatten(0, lead)
+        return self.act(self.norm(y)).reshape(list(lead) + [self.out_features])
 
     def extra_repr(self) -> str:
         return (f"{self.in_features}, {self.out_features}, wavelet_type={self.wavelet_type!r}, "

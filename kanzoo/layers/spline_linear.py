@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._utils import is_symbolic
 from .bases.bspline import BSplineBasis
 from .create import LayerType, get_act_layer
 from .linear import _check_features_arg, check_features
@@ -117,7 +118,9 @@ class SplineKANLinear(nn.Module):
         base = F.linear(self.base_act(x), self.base_weight)
         bases = self.basis(x).flatten(1)  # (N, in·F), feature-major: i·F + j
         y = torch.addmm(base, bases, self.scaled_spline_weight().flatten(1).t())
-        return y.unflatten(0, lead)
+        if is_symbolic(x):  # an fx proxy has no list of sizes; reshape below keeps ONNX's dynamic batch
+            return y.unflatten(0, lead)
+        return y.reshape(list(lead) + [self.out_features])
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, local={self.basis.local}"
