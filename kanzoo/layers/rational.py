@@ -36,7 +36,12 @@ the compiled bases, with its own setting and fallback), each one of
 * ``"compiled"``: the compiled kernel, errors propagate;
 * ``"eager"``: the same custom autograd function with eager torch ops (no compiler needed; slower);
 * ``"formula"``: the formula path with plain autograd: supports double backward and ``torch.func`` transforms
-  (the fused kernel's backward is once-differentiable), at the cost of saving every intermediate.
+  (the fused kernel's backward is once-differentiable), at the cost of saving every intermediate;
+* ``"triton"``: hand-written Triton kernels (:mod:`kanzoo.layers.triton_rational`): the same function and
+  gradients, half-precision inputs read as they are with float32 accumulation, coefficient gradients reduced
+  per program and then summed by torch (no atomics, deterministic). CUDA tensors, or CPU tensors under
+  ``TRITON_INTERPRET=1`` (set before importing kanzoo); anywhere else it raises a one-line RuntimeError. Opt-in:
+  "auto" does not pick it until it is measured faster than the compiled kernel on a GPU.
 """
 import json
 import math
@@ -53,11 +58,12 @@ from .bases.kernels import (
     compiled,
     eager_context,
 )
+from .triton_rational import triton_group_rational
 
 __all__ = ["GroupRational", "GRKANMlp", "group_rational", "fused_group_rational", "rational_init_modes",
            "rational_init", "set_rational_kernel", "get_rational_kernel"]
 
-KERNELS = ("auto", "compiled", "eager", "formula")
+KERNELS = ("auto", "compiled", "eager", "formula", "triton")
 RATIONAL_KERNEL = KernelSwitch("KANZOO_RATIONAL_KERNEL", KERNELS, "kanzoo GroupRational", "kernel")
 _state = RATIONAL_KERNEL.state
 
@@ -95,7 +101,7 @@ def rational_init(mode: str, order: Tuple[int, int] = (5, 4)) -> Tuple[List[floa
 # ------------------------------------------------------------------------------------------------ the switch
 def set_rational_kernel(kernel: Optional[str]) -> None:
     """Sets the process-wide default kernel of layers built with ``kernel=None`` ("auto", "compiled", "eager",
-    "formula"; None: back to ``$KANZOO_RATIONAL_KERNEL`` or "auto")."""
+    "formula", "triton"; None: back to ``$KANZOO_RATIONAL_KERNEL`` or "auto")."""
     RATIONAL_KERNEL.set(kernel)
 
 
@@ -295,11 +301,14 @@ def fused_group_rational(x: torch.Tensor, weight_numerator: torch.Tensor, weight
     out_dtype = x.dtype
     if _autocast_enabled(x.device.type):
         out_dtype = torch.float32
-    if x.dtype in (torch.float16, torch.bfloat16) or out_dtype == torch.float32:
-        x = x.float()
     shape = x.shape
     rows = math.prod(shape[:d])
     k = (shape[d] // num_groups) * math.prod(shape[d + 1:])
+    if kernel == "triton":  # reads half precision as it is and accumulates in float32
+        y = triton_group_rational(x.reshape(rows, num_groups, k), weight_numerator, weight_denominator, out_dtype)
+        return y.view(shape)
+    if x.dtype in (torch.float16, torch.bfloat16) or out_dtype == torch.float32:
+        x = x.float()
     x3 = x.reshape(rows, num_groups, k)
     # coefficients in the compute dtype (autograd casts their gradients back), so each dtype compiles once
     a = weight_numerator.reshape(-1).to(x.dtype)
@@ -324,7 +333,8 @@ class GroupRational(nn.Module):
         mode: initial fit, one of :func:`rational_init_modes` (``identity``, ``gelu``, ``swish``, ...).
         order: (m, n), the degrees of numerator and denominator; the named fits are (5, 4).
         dim: the channel dimension: -1 for channels-last ``[..., C]``, 1 for ``[N, C, *spatial]``.
-        kernel: "auto", "compiled", "eager", "formula" or None (the process default); see the module docstring.
+        kernel: "auto", "compiled", "eager", "formula", "triton" or None (the process default); see the module
+            docstring.
 
     Parameters (names and shapes of the reference ``KAT_Group``, so its checkpoints load as they are):
         weight_numerator: (1, m+1).
