@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU checks and GPU tables in one run (about 6 minutes on one H100), for a machine with CUDA:
+# The GPU checks and GPU tables in one run (about 6 minutes on one H100, plus up to 15 for benchmarks/gpu.py), for a
+# machine with CUDA:
 #   bash benchmarks/gpu_checks.sh REF_DIR [OUT_DIR]
 # REF_DIR holds the reference checkouts the tables compare against: rational_kat_cu/, U-KAN/ and tck/
 # (torch-conv-kan); a missing one only drops its rows. Logs go to OUT_DIR (default: gpu_logs/).
@@ -23,3 +24,6 @@ step test_cuda 200 python3 -m pytest tests/test_cuda.py -q -p no:cacheprovider -
 step rational 150 python3 benchmarks/rational.py --device cuda $(ref rational_kat_cu)
 step seeds 120 python3 benchmarks/seeds.py --device cuda $(ref U-KAN)
 step layers 100 python3 benchmarks/layers.py --device cuda $(ref tck)
+step triton_rational 200 python3 -m pytest tests/layers/test_triton_rational.py -q -p no:cacheprovider
+ukan() { [ -d "$REF/U-KAN" ] && echo --reference-ukan "$REF/U-KAN"; }
+step gpu 900 python3 benchmarks/gpu.py --device cuda $(ukan)

@@ -55,7 +55,7 @@ if triton is not None:
         """Element offsets of this program's block of group ``program_id(1)`` in the [M, G, K] tensor."""
         e = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
         r = e // K
-        return r * G * K + tl.program_id(1) * K + (e - r * K), e < numel_g
+        return r * G * K + tl.program_id(1).to(tl.int64) * K + (e - r * K), e < numel_g
 
     @triton.jit
     def _rational_fwd(x_ptr, a_ptr, b_ptr, y_ptr, numel_g, G, K, DEG_P: tl.constexpr, DEG_Q: tl.constexpr,
