@@ -2,10 +2,10 @@
 
 Noisy top-k gating follows Shazeer et al., "Outrageously Large Neural Networks: The Sparsely-Gated
 Mixture-of-Experts Layer" (arXiv 1701.06538); the KAN-conv experts and the MoE bottleneck follow Drokin,
-"Kolmogorov-Arnold Convolutions: Design Principles and Empirical Studies" (arXiv 2407.01092).
+"Kolmogorov-Arnold Convolutions: Design Principles and Empirical Studies" (arXiv 2407.01092). The optional
+fixed-capacity dispatch follows GShard (Lepikhin et al., arXiv 2006.16668) and Switch Transformers (Fedus et
+al., arXiv 2101.03961).
 """
-from __future__ import annotations
-
 import math
 from typing import Callable, List, Optional, Tuple
 
@@ -25,6 +25,69 @@ def _check_int(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return value
+
+
+def check_capacity_factor(value) -> Optional[float]:
+    """``capacity_factor``: None (never drop) or a number > 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ValueError(f"capacity_factor must be None or a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def expert_capacity(num_tokens: int, top_k: int, num_experts: int, capacity_factor: Optional[float]) -> int:
+    r"""Slots per expert, :math:`C = \min(N, \lceil f \cdot N k / E \rceil)` (GShard, Switch); N when f is None.
+
+    An expert receives each token at most once, so C = N never drops anything.
+    """
+    if capacity_factor is None:
+        return num_tokens
+    return min(num_tokens, int(math.ceil(capacity_factor * num_tokens * top_k / num_experts)))
+
+
+def capacity_slots(top_idx: torch.Tensor, num_experts: int, capacity: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    r"""Places the routes ``top_idx`` (N, k) (column j: every token's j-th choice) in per-expert queues of
+    ``capacity`` slots, with fixed-shape ops only (no host synchronisation).
+
+    Priority is GShard's: all first choices, in token order, then all second choices, and so on. A route's
+    position p is the number of routes to its expert ahead of it; it is kept when p < C and then takes slot
+    e·C + p, otherwise it is dropped and gets the spare slot E·C.
+
+    Returns ``(slot (N, k) int64 in [0, E·C], keep (N, k) bool)``.
+    """
+    n, k = top_idx.shape
+    routes = top_idx.t().reshape(-1, 1)                              # (k·N, 1), priority order
+    hits = torch.zeros(k * n, num_experts, dtype=torch.int64, device=top_idx.device).scatter_(1, routes, 1)
+    pos = hits.cumsum(0).gather(1, routes).squeeze(1) - 1
+    keep = pos < capacity
+    slot = torch.where(keep, routes.squeeze(1) * capacity + pos, torch.full_like(pos, num_experts * capacity))
+    return slot.view(k, n).t(), keep.view(k, n).t()
+
+
+def slot_tables(slot: torch.Tensor, weights: torch.Tensor, num_slots: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(token (num_slots,), weight (num_slots,))``: the token each slot holds and its gate weight; empty slots
+    hold token N (a spare output row) with weight 0. ``slot``/``weights`` are (N, k) from :func:`capacity_slots`."""
+    n, k = slot.shape
+    flat = slot.reshape(-1)
+    tokens = torch.arange(n, device=slot.device).unsqueeze(1).expand(n, k).reshape(-1)
+    # num_slots + 1 entries: the last one takes every dropped route and is discarded
+    token = torch.full([num_slots + 1], n, dtype=torch.int64, device=slot.device).scatter(0, flat, tokens)
+    weight = weights.new_zeros([num_slots + 1]).scatter(0, flat, weights.reshape(-1))
+    return token[:num_slots], weight[:num_slots]
+
+
+def static_dispatch_required() -> bool:
+    """True while tracing, compiling, exporting (``torch.compile``, ``torch.export``, ONNX, ``jit.trace``):
+    data-dependent shapes are out, so the MoE layers take their fixed-shape path."""
+    if torch.jit.is_scripting():
+        return False
+    return bool(torch.jit.is_tracing() or _compiling_or_exporting())
+
+
+@torch.jit.unused
+def _compiling_or_exporting() -> bool:
+    return bool(torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export())
 
 
 def routed_active_parameters(model: nn.Module) -> Optional[int]:
@@ -50,6 +113,24 @@ def cv_squared(v: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
     return v.var() / (v.mean() ** 2 + eps)
 
 
+def set_capacity_factor(model: nn.Module, capacity_factor: Optional[float]) -> int:
+    """Sets ``capacity_factor`` (None: drop nothing) on every routed layer of ``model`` that has one
+    (:class:`MoEKANConvNd`, :class:`~kanzoo.layers.MoEKANMlp`); returns how many were set."""
+    cf = check_capacity_factor(capacity_factor)
+    layers = [m for m in model.modules() if hasattr(m, "capacity_factor") and hasattr(m, "dropped_fraction")]
+    for m in layers:
+        m.capacity_factor = cf
+    return len(layers)
+
+
+def mean_dropped_fraction(model: nn.Module) -> Optional[torch.Tensor]:
+    """The mean :attr:`~MoEKANConvNd.dropped_fraction` over the routed layers of ``model`` after a forward
+    (each layer routes N·k assignments), or None when none of them ran the fixed-capacity dispatch."""
+    rates = [m.dropped_fraction for m in model.modules()
+             if hasattr(m, "capacity_factor") and isinstance(getattr(m, "dropped_fraction", None), torch.Tensor)]
+    return torch.stack(rates).mean() if rates else None
+
+
 @register_notrace_module  # data-dependent routing: FX calls it as one op
 class MoEKANConvNd(nn.Module):
     r"""A sparsely gated mixture of E KAN convolutions, each sample routed to its top-k experts.
@@ -70,6 +151,19 @@ class MoEKANConvNd(nn.Module):
     batch-coupled experts (BatchNorm in training) see only that sub-batch. Experts that receive no
     sample in a step do not run and get no gradient in that step (their parameters' ``.grad`` stays
     None / unchanged); every routed expert does.
+
+    **Fixed-capacity dispatch** (GShard, Lepikhin et al. arXiv 2006.16668; Switch Transformers, Fedus et al.
+    arXiv 2101.03961). The sub-batch sizes above are data, read on the host. With ``capacity_factor`` f set,
+    every expert instead gets :math:`C = \min(N, \lceil f N k / E \rceil)` slots (see
+    :func:`expert_capacity`), filled in GShard's priority order (all first choices in sample order, then
+    all second choices, ...; :func:`capacity_slots`); a route past its expert's C-th slot is dropped, i.e.
+    its term :math:`g_e\,\mathrm{expert}_e(x)` is zero (the kept gates are not renormalised; a residual
+    around the layer carries the sample, as in Switch). Every expert runs on exactly C rows (empty slots
+    are computed and discarded), so all shapes are fixed: ``torch.compile(fullgraph=True)`` and CUDA
+    graphs capture it, with no host synchronisation. :attr:`dropped_fraction` holds the fraction of the N·k
+    routes dropped by the last forward. With ``capacity_factor=None`` (default) nothing is ever dropped:
+    eager runs the exact dispatch above, and tracing/compiling/exporting take the fixed-shape path with
+    C = N, which computes the same output (E·N expert rows instead of k·N).
 
     The second output is the load-balancing loss of Shazeer et al.:
 
@@ -95,6 +189,8 @@ class MoEKANConvNd(nn.Module):
         top_k: experts per sample, 1 <= k <= E.
         noisy_gating: add learned Gaussian noise to the gate logits in training.
         aux_loss_coef: c >= 0, the weight of the load-balancing loss.
+        capacity_factor: f > 0 for the fixed-capacity dispatch (dropping past capacity), or None to drop
+            nothing. A plain attribute: :func:`set_capacity_factor` changes it on every MoE layer of a model.
         expert_layer: class or callable building one expert as
             ``expert_layer(in_channels, out_channels, kernel_size, **expert_kwargs)``
             (``device``/``dtype`` are added when given). Default :class:`KANConvNd`.
@@ -109,6 +205,8 @@ class MoEKANConvNd(nn.Module):
         w_noise: (C_in, E) noise weights, zero-initialised (noise std softplus(0)+0.01 ≈ 0.70 at init);
             None without noisy gating.
         experts: ``nn.ModuleList`` of E experts.
+        dropped_fraction: fraction of the N·k routes dropped by the last forward (a detached 0-dim float32
+            tensor), or None after a forward that took the exact dynamic dispatch.
 
     Examples::
         >>> moe = MoEKANConvNd(16, 32, 3, num_experts=4, top_k=2, padding=1, basis="gram", degree=3)
@@ -116,6 +214,9 @@ class MoEKANConvNd(nn.Module):
         >>> y.shape
         torch.Size([8, 32, 10, 10])
     """
+
+    dropped_fraction: Optional[torch.Tensor]
+    capacity_factor: Optional[float]
 
     def __init__(
         self,
@@ -126,6 +227,7 @@ class MoEKANConvNd(nn.Module):
         top_k: int = 2,
         noisy_gating: bool = True,
         aux_loss_coef: float = 0.01,
+        capacity_factor: Optional[float] = None,
         expert_layer: Callable[..., nn.Module] = KANConvNd,
         device=None,
         dtype=None,
@@ -146,6 +248,8 @@ class MoEKANConvNd(nn.Module):
         self.noisy_gating = bool(noisy_gating)
         self.noise_epsilon = 1e-2
         self.aux_loss_coef = float(aux_loss_coef)
+        self.capacity_factor = check_capacity_factor(capacity_factor)
+        self.dropped_fraction = None
 
         kw = dict(expert_kwargs)
         if device is not None:
@@ -209,7 +313,8 @@ class MoEKANConvNd(nn.Module):
             threshold = torch.where(is_in, top_vals[:, k:k + 1], top_vals[:, k - 1:k])
             load = torch.special.ndtr((clean - threshold) / noise_std).sum(0)
         else:
-            load = torch.bincount(top_idx[:, :k].reshape(-1), minlength=E).to(gates.dtype)
+            chosen = top_idx[:, :k].reshape(-1)  # routes per expert, counted with a fixed-shape op
+            load = gates.new_zeros(E).scatter_add(0, chosen, torch.ones_like(chosen, dtype=gates.dtype))
         return top_idx[:, :k], top_gates, gates, load
 
     def aux_loss(self, gates: torch.Tensor, load: torch.Tensor) -> torch.Tensor:
@@ -220,8 +325,34 @@ class MoEKANConvNd(nn.Module):
         if x.dim() < 3 or x.shape[1] != self.in_channels:
             raise ValueError(f"MoEKANConvNd expects input (N, {self.in_channels}, *spatial), got {list(x.shape)}")
         top_idx, top_gates, gates, load = self.gate(x.flatten(2).mean(-1))
-        y = self._dispatch(x, top_idx, top_gates)
+        cf = self.capacity_factor
+        if x.shape[0] > 0 and (cf is not None or static_dispatch_required()):
+            capacity = expert_capacity(x.shape[0], self.top_k, self.num_experts, cf)
+            y, keep = self._dispatch_static(x, top_idx, top_gates, capacity)
+            self.dropped_fraction = 1.0 - keep.float().mean()
+        else:
+            y = self._dispatch(x, top_idx, top_gates)
+            self.dropped_fraction = None
         return y, self.aux_loss(gates, load)
+
+    def _dispatch_static(self, x: torch.Tensor, top_idx: torch.Tensor, top_gates: torch.Tensor,
+                         capacity: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Σ_e g_e·expert_e(x) over the routes kept at ``capacity`` slots per expert; fixed shapes. Also
+        returns the (N, k) keep mask. Empty slots run on the last row and land on a spare output row."""
+        n = x.shape[0]
+        slot, keep = capacity_slots(top_idx, self.num_experts, capacity)
+        token, weight = slot_tables(slot, top_gates.to(x.dtype), self.num_experts * capacity)
+        src = token.clamp(max=n - 1)
+        y: Optional[torch.Tensor] = None
+        for e, expert in enumerate(self.experts):
+            lo = e * capacity
+            out = expert(x.index_select(0, src[lo:lo + capacity])).to(x.dtype)
+            if y is None:
+                y = out.new_zeros([n + 1] + list(out.shape[1:]))
+            w = weight[lo:lo + capacity].view([-1] + [1] * (out.dim() - 1))
+            y.index_add_(0, token[lo:lo + capacity], out * w)
+        assert y is not None
+        return y[:n], keep
 
     def _dispatch(self, x: torch.Tensor, top_idx: torch.Tensor, top_gates: torch.Tensor) -> torch.Tensor:
         """Σ_e g_e·expert_e(x) with each expert run once on its routed rows; combined in x's dtype."""
@@ -251,9 +382,10 @@ class MoEKANConvNd(nn.Module):
         return y
 
     def extra_repr(self) -> str:
+        cap = f", capacity_factor={self.capacity_factor}" if self.capacity_factor is not None else ""
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"num_experts={self.num_experts}, top_k={self.top_k}, noisy_gating={self.noisy_gating}, "
-                f"aux_loss_coef={self.aux_loss_coef}")
+                f"aux_loss_coef={self.aux_loss_coef}{cap}")
 
 
 
@@ -280,7 +412,7 @@ class MoEBottleneckKANConvNd(_BottleneckConv):
 
     Args:
         Those of :class:`~kanzoo.layers.BottleneckKANConvNd`, plus ``num_experts``, ``top_k``,
-        ``noisy_gating`` and ``aux_loss_coef`` of :class:`MoEKANConvNd`.
+        ``noisy_gating``, ``aux_loss_coef`` and ``capacity_factor`` of :class:`MoEKANConvNd`.
 
     Returns:
         ``(y, aux_loss)``.
@@ -313,6 +445,7 @@ class MoEBottleneckKANConvNd(_BottleneckConv):
         top_k: int = 2,
         noisy_gating: bool = True,
         aux_loss_coef: float = 0.01,
+        capacity_factor: Optional[float] = None,
         device=None,
         dtype=None,
         **basis_kwargs,
@@ -326,7 +459,8 @@ class MoEBottleneckKANConvNd(_BottleneckConv):
         # experts: the grouped basis conv I·G -> I·G of BottleneckKANConvNd, one per expert
         self.moe = MoEKANConvNd(
             inner * groups, inner * groups, self.kernel_size, num_experts=num_experts, top_k=top_k,
-            noisy_gating=noisy_gating, aux_loss_coef=aux_loss_coef, expert_layer=KANConvNd,
+            noisy_gating=noisy_gating, aux_loss_coef=aux_loss_coef, capacity_factor=capacity_factor,
+            expert_layer=KANConvNd,
             stride=self.stride, padding=self.padding, dilation=self.dilation, groups=groups, ndim=ndim,
             basis=basis, use_base=False, norm_layer="none", act_layer="identity", **dd, **basis_kwargs)
         self.num_basis = self.moe.experts[0].num_basis

@@ -1,7 +1,8 @@
 """A token-level mixture of MLP and KAN experts, the FFN of MLP-KAN (He et al., "MLP-KAN: Unifying Deep
 Representation and Function Learning", arXiv 2410.03027), with FasterKAN experts (RSWAF basis) and a
-Mixtral-style top-k router (Jiang et al., "Mixtral of Experts", arXiv 2401.04088; load balancing: Fedus et
-al., "Switch Transformers", arXiv 2101.03961)."""
+Mixtral-style top-k router (Jiang et al., "Mixtral of Experts", arXiv 2401.04088; load balancing and the
+optional expert capacity: Fedus et al., "Switch Transformers", arXiv 2101.03961, and Lepikhin et al.,
+"GShard", arXiv 2006.16668)."""
 
 from typing import List, Optional, Sequence, Tuple
 
@@ -10,6 +11,7 @@ from timm.layers import Mlp, register_notrace_module
 from torch import nn
 
 from .linear import KANLinear
+from .moe import capacity_slots, check_capacity_factor, expert_capacity, slot_tables, static_dispatch_required
 
 
 def fasterkan_linear(in_features: int, out_features: int, grid_size: int = 8,
@@ -70,19 +72,6 @@ class FasterKAN(nn.Module):
         return x
 
 
-def _sparse_enabled() -> bool:
-    """Data-dependent shapes (per-expert token subsets) are fine in eager mode and TorchScript, not while
-    tracing, exporting or compiling."""
-    if torch.jit.is_scripting():
-        return True
-    return not (torch.jit.is_tracing() or _compiling_or_exporting())
-
-
-@torch.jit.unused
-def _compiling_or_exporting() -> bool:
-    return bool(torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export())
-
-
 @register_notrace_module  # data-dependent routing: FX calls it as one op
 class MoEKANMlp(nn.Module):
     r"""A top-k mixture of MLP and FasterKAN experts over tokens, with timm's ``Mlp`` signature.
@@ -94,13 +83,13 @@ class MoEKANMlp(nn.Module):
         p = \mathrm{softmax}(W_g x),\qquad \mathcal T = \operatorname{top-k}(p),\qquad
         y = \sum_{e \in \mathcal T} \frac{p_e}{\sum_{j\in\mathcal T} p_j}\, \mathrm{expert}_e(x)
 
-    with every token routed to its k experts (full capacity, nothing dropped). **Routing precision:** the
+    with every token routed to its k experts (by default nothing is dropped). **Routing precision:** the
     logits are computed in the input dtype with autocast off, then softmax, top-k and renormalisation run in
     ``router_dtype`` (default float64, so that a float32 model's near-ties resolve as exactly as possible and
     a float64 model routes with float64 probabilities), and the weights are cast back to the input dtype.
     MLP-KAN's reference routes in float32 (``router_dtype=torch.float32`` reproduces it).
 
-    Two paths compute the same output:
+    With ``capacity_factor=None`` (default) two paths compute the same output:
 
     * **sparse** (eager and TorchScript): each expert runs only on the tokens routed to it (gathered with
       ``index_select``); the weighted outputs are put back in token order and each token's k terms are summed
@@ -108,6 +97,16 @@ class MoEKANMlp(nn.Module):
     * **dense** (tracing, ``torch.compile``, ONNX export, or ``dense=True``): every expert runs on every
       token and a (tokens, E) weight matrix that is zero off the top k combines them. No data-dependent
       shapes, E/k times the expert compute.
+
+    **Fixed capacity** (``capacity_factor`` f > 0; GShard, Lepikhin et al. arXiv 2006.16668; Switch
+    Transformers, Fedus et al. arXiv 2101.03961), in every mode: each expert gets
+    :math:`C = \min(N, \lceil f N k / E \rceil)` token slots, filled in GShard's priority order (every
+    token's first choice in token order, then every second choice, ...); a route past its expert's C-th slot
+    is dropped: its term is zero (the kept weights are not renormalised) and the block's residual carries
+    the token, as in Switch. Every expert runs on exactly C rows, so all shapes are fixed and nothing is read
+    on the host: ``torch.compile(fullgraph=True)`` and CUDA graphs capture it, at f·k/E of the dense path's
+    expert compute. :attr:`dropped_fraction` is the fraction of the N·k routes dropped by the last forward.
+    A capacity that drops nothing (f >= E/k) computes what the sparse path does.
 
     **Load balancing.** In training, the Switch-Transformer loss
     :math:`L = c\,E \sum_e f_e P_e` (f_e: fraction of the N·k routing slots that went to expert e; P_e: mean
@@ -128,7 +127,9 @@ class MoEKANMlp(nn.Module):
         top_k: k (MLP-KAN: 2).
         router_dtype: dtype of softmax, top-k and renormalisation.
         aux_loss_coef: c, the weight of the load-balancing loss.
-        dense: always take the dense path.
+        dense: always take the dense path (when ``capacity_factor`` is None).
+        capacity_factor: f > 0 for the fixed-capacity path, or None to drop nothing. A plain attribute:
+            :func:`~kanzoo.layers.moe.set_capacity_factor` changes it on every MoE layer of a model.
         kan_kwargs: :class:`FasterKAN` basis arguments (``grid_size``, ``grid_range``, ``denominator``).
 
     Shape:
@@ -138,6 +139,8 @@ class MoEKANMlp(nn.Module):
         gate: ``nn.Linear(C, E, bias=False)``, the router.
         experts: ``nn.ModuleList``, the MLP experts first.
         aux_loss: the load-balancing loss of the last training forward (a scalar tensor), or None.
+        dropped_fraction: fraction of the N·k routes dropped by the last forward (a detached 0-dim float32
+            tensor), or None after a forward without a capacity.
 
     Examples::
         >>> moe = MoEKANMlp(48, expert_hidden=32)
@@ -146,6 +149,8 @@ class MoEKANMlp(nn.Module):
     """
 
     aux_loss: Optional[torch.Tensor]
+    dropped_fraction: Optional[torch.Tensor]
+    capacity_factor: Optional[float]
 
     def __init__(
         self,
@@ -163,6 +168,7 @@ class MoEKANMlp(nn.Module):
         router_dtype: torch.dtype = torch.float64,
         aux_loss_coef: float = 0.01,
         dense: bool = False,
+        capacity_factor: Optional[float] = None,
         kan_kwargs: Optional[dict] = None,
         device=None,
         dtype=None,
@@ -198,7 +204,9 @@ class MoEKANMlp(nn.Module):
         self.router_dtype = router_dtype
         self.aux_loss_coef = float(aux_loss_coef)
         self.dense = bool(dense)
+        self.capacity_factor = check_capacity_factor(capacity_factor)
         self.aux_loss: Optional[torch.Tensor] = None
+        self.dropped_fraction: Optional[torch.Tensor] = None
 
         self.gate = nn.Linear(in_features, num_experts, bias=False, **dd)
         kw = dict(kan_kwargs or {})
@@ -247,6 +255,22 @@ class MoEKANMlp(nn.Module):
             out = out + slots[:, s]
         return out
 
+    def _combine_capacity(self, x: torch.Tensor, top_idx: torch.Tensor, top_w: torch.Tensor,
+                          capacity: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The fixed-capacity combine and its (N, k) keep mask. Each token's kept terms are added in increasing
+        expert order onto zeros, the sparse path's order; empty slots run on the last token and land on a
+        spare row."""
+        n = x.shape[0]
+        slot, keep = capacity_slots(top_idx, self.num_experts, capacity)
+        token, weight = slot_tables(slot, top_w, self.num_experts * capacity)
+        src = token.clamp(max=n - 1)
+        out = x.new_zeros(n + 1, x.shape[1])
+        for e, expert in enumerate(self.experts):
+            lo = e * capacity
+            y = expert(x.index_select(0, src[lo:lo + capacity]))
+            out.index_add_(0, token[lo:lo + capacity], y * weight[lo:lo + capacity].unsqueeze(1))
+        return out[:n], keep
+
     def _combine_dense(self, x: torch.Tensor, top_idx: torch.Tensor, top_w: torch.Tensor) -> torch.Tensor:
         w = torch.zeros(x.shape[0], self.num_experts, dtype=x.dtype, device=x.device).scatter(1, top_idx, top_w)
         out = torch.zeros_like(x)
@@ -268,10 +292,17 @@ class MoEKANMlp(nn.Module):
         shape = x.shape
         x = x.reshape(-1, self.in_features)
         probs, top_idx, top_w = self.route(x)
-        if self.dense or not _sparse_enabled():
+        cf = self.capacity_factor
+        if cf is not None and x.shape[0] > 0:
+            capacity = expert_capacity(x.shape[0], self.top_k, self.num_experts, cf)
+            out, keep = self._combine_capacity(x, top_idx, top_w, capacity)
+            self.dropped_fraction = 1.0 - keep.float().mean()
+        elif self.dense or static_dispatch_required():
             out = self._combine_dense(x, top_idx, top_w)
+            self.dropped_fraction = None
         else:
             out = self._combine_sparse(x, top_idx, top_w)
+            self.dropped_fraction = None
         if self.training and self.aux_loss_coef > 0:
             self.aux_loss = self.load_balancing_loss(probs, top_idx)
         else:
@@ -285,5 +316,6 @@ class MoEKANMlp(nn.Module):
         return state
 
     def extra_repr(self) -> str:
+        cap = f", capacity_factor={self.capacity_factor}" if self.capacity_factor is not None else ""
         return (f"{self.in_features}, expert_hidden={self.hidden_features}, num_experts={self.num_experts} "
-                f"({self.num_mlp_experts} MLP), top_k={self.top_k}, router_dtype={self.router_dtype}")
+                f"({self.num_mlp_experts} MLP), top_k={self.top_k}, router_dtype={self.router_dtype}{cap}")

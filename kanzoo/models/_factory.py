@@ -14,6 +14,7 @@ from timm.models._registry import get_arch_pretrained_cfgs
 
 from ..errors import NoPretrainedWeightsError, UnknownModelError, WeightsFileError, WeightsNotFoundError
 from ..weights import fetch_file, load_state_file, split_hub_id, unwrap_checkpoint
+from ._compile import compile_model, compile_options
 
 #: python modules whose registered models are kanzoo's
 _KANZOO_MODULE_PREFIX = "kanzoo.models."
@@ -82,7 +83,8 @@ def _create_from_checkpoint(model_name: str, checkpoint_path: Any, **kwargs: Any
     return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
 
 
-def create_model(model_name: str, pretrained: bool = False, checkpoint_path: Any = None, **kwargs: Any):
+def create_model(model_name: str, pretrained: bool = False, checkpoint_path: Any = None, compile: Any = False,
+                 **kwargs: Any):
     """Builds a kanzoo (or any timm) model by name, like ``timm.create_model``.
 
     ``model_name`` may carry a pretrained tag (``'vgg_kagn11_v4.tck_in1k'``) or be ``'hf-hub:org/repo'``.
@@ -91,7 +93,16 @@ def create_model(model_name: str, pretrained: bool = False, checkpoint_path: Any
     weight file (safetensors, or a torch file read with ``weights_only=True``; training checkpoints are
     unwrapped) through the same strict loader as pretrained weights, with ``num_classes`` and ``in_chans`` read
     from the file unless given.
+
+    ``compile=True`` (or a dict of ``torch.compile`` arguments, e.g. ``dict(mode="reduce-overhead")``) returns
+    the model compiled in place with ``model.compile(...)``: same class and ``state_dict`` keys, and calling it
+    runs the compiled forward (see ``docs/compile.md``).
     """
+    compile_options(compile)  # a bad argument fails before anything is built
+    return compile_model(_create(model_name, pretrained, checkpoint_path, **kwargs), compile)
+
+
+def _create(model_name: str, pretrained: bool, checkpoint_path: Any, **kwargs: Any):
     if checkpoint_path is not None:
         if pretrained:
             raise ValueError("give pretrained=True or checkpoint_path, not both: the checkpoint replaces every weight")
