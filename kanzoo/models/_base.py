@@ -15,6 +15,7 @@ from torch import nn
 
 from ..layers.bases import basis_tags, get_basis_class, polynomial_bases
 from ..weights import fit_state_dict, resolve_pretrained_state, unwrap_checkpoint, weight_source
+from ._args import check_model_args, pool_error
 
 #: the KAN basis behind each name tag used in model names (``vgg_kagn11``: Gram basis), from the bases' own
 #: ``model_tag`` declarations
@@ -118,7 +119,22 @@ def build_kan_model(model_cls: Type[nn.Module], variant: str, pretrained: bool =
     ``hf_hub_id``), downloaded through ``huggingface_hub`` and hash-checked, then converted by the family's
     ``pretrained_filter_fn`` and loaded strictly: every key must fit, except a classifier the caller replaced
     by asking for another ``num_classes`` (one log line says so). ``model.pretrained_cfg`` keeps the original cfg.
+
+    Size-like arguments (``num_classes``, ``in_chans``, ``width_scale``, depths, widths, ``img_size``, degrees,
+    drop rates, ...) are checked first (:func:`~kanzoo.models._args.check_model_args`): a bad one raises a
+    ValueError naming the model, the argument and the value.
     """
+    check_model_args(variant, kwargs)
+    try:
+        return _build(model_cls, variant, pretrained, **kwargs)
+    except AssertionError as e:  # timm's pooling layers assert on an unknown pool name
+        error = pool_error(variant, kwargs.get("global_pool"), e)
+        if error is None:
+            raise
+        raise error from None
+
+
+def _build(model_cls: Type[nn.Module], variant: str, pretrained: bool, **kwargs: Any) -> nn.Module:
     if not pretrained:
         return build_model_with_cfg(model_cls, variant, pretrained, **kwargs)
     cfg = resolve_pretrained_cfg(variant, pretrained_cfg=kwargs.pop("pretrained_cfg", None),
