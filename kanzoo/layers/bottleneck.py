@@ -10,7 +10,7 @@ from torch import nn
 
 from ._utils import IntOrTuple, check_probability, fixed_ndim, init_conv_geometry
 from .bases import BasisType, create_basis, get_basis_class
-from .conv import _DROPOUT, check_input, check_spatial, conv_nd
+from .conv import _DROPOUT, check_dtype, check_input, check_spatial, conv_nd
 from .create import LayerType, create_act, create_norm, get_act_layer
 
 
@@ -153,6 +153,7 @@ class BottleneckKANConvNd(_BottleneckConv):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.ndim, self.in_channels, "BottleneckKANConvNd")
         check_spatial(x, self.kernel_size, self.padding, self.dilation, "BottleneckKANConvNd")
+        check_dtype(x, self.basis_weight, "BottleneckKANConvNd")
         base, z = self._base_and_inner(x)
         y = conv_nd(self.basis(z, None).flatten(1, 2), self.basis_weight.flatten(1, 2), self.stride, self.padding,
                     self.dilation, self.groups, self.ndim)

@@ -39,6 +39,19 @@ def check_input(x: torch.Tensor, ndim: int, channels: int, name: str) -> None:
             name, channels, x.shape[1], list(x.shape)))
 
 
+def check_dtype(x: torch.Tensor, weight: torch.Tensor, name: str) -> None:
+    """Raises a TypeError saying what to do when a floating input's dtype is not the weights' (outside autocast,
+    which casts for itself); torch's own message (``expected scalar type Half but found Float``) names neither."""
+    if not torch.jit.is_scripting():
+        if isinstance(x, torch.fx.Proxy) or x.dtype == weight.dtype or not x.is_floating_point():
+            return
+        if torch.is_autocast_enabled(x.device.type):
+            return
+        raise TypeError(f"{name} got a {str(x.dtype)[6:]} input but its weights are {str(weight.dtype)[6:]}: convert "
+                        f"the input (x.to({weight.dtype})) or the model (model.to({x.dtype})), or run under "
+                        f"torch.autocast")
+
+
 def check_spatial(x: torch.Tensor, kernel_size: List[int], padding: List[int], dilation: List[int],
                   name: str) -> None:
     """Raises a ValueError when an input is smaller than the (dilated, padded) kernel."""
@@ -167,6 +180,7 @@ class KANConvNd(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.ndim, self.in_channels, "KANConvNd")
         check_spatial(x, self.kernel_size, self.padding, self.dilation, "KANConvNd")
+        check_dtype(x, self.basis_weight, "KANConvNd")
         z = self.dropout(self.basis_norm(x))
         w = self.basis_weight
         if self.weight is not None and self.basis_layout == "channel":

@@ -241,3 +241,23 @@ def test_input_smaller_than_kernel_is_a_clear_error(cls):
     with pytest.raises(ValueError, match=r"spatial size \[6, 6\].*needs at least 9"):
         layer(torch.randn(1, 4, 6, 6))
     assert layer(torch.randn(1, 4, 10, 10)).shape == (1, 4, 2, 2)
+
+
+@pytest.mark.parametrize("cls", [KANConvNd, BottleneckKANConvNd])
+@pytest.mark.parametrize("x_dtype,w_dtype", [(torch.float16, torch.float32), (torch.float64, torch.float32),
+                                             (torch.float32, torch.float64)])
+def test_input_dtype_other_than_the_weights(cls, x_dtype, w_dtype):
+    """One TypeError naming both dtypes and the three ways out, instead of torch's 'expected scalar type'."""
+    layer = cls(4, 4, 3, padding=1, dtype=w_dtype)
+    x = torch.randn(1, 4, 5, 5).to(x_dtype)
+    name_x, name_w = str(x_dtype).split(".")[1], str(w_dtype).split(".")[1]
+    with pytest.raises(TypeError, match=f"got a {name_x} input but its weights are {name_w}.*autocast"):
+        layer(x)
+
+
+@pytest.mark.parametrize("cls", [KANConvNd, BottleneckKANConvNd])
+def test_autocast_input_passes_the_dtype_check(cls):
+    layer = cls(4, 4, 3, padding=1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(torch.randn(1, 4, 5, 5).bfloat16())
+    assert out.shape == (1, 4, 5, 5) and torch.isfinite(out.float()).all()

@@ -3,10 +3,11 @@ every family (issue 22): nothing builds a wrong model silently, nothing fails de
 import math
 
 import pytest
+import torch
 
 import kanzoo
 from kanzoo.models._args import ARG_RULES, check_model_args
-from tests.models.test_models_contract import REPRESENTATIVES, SEGMENTATION, build
+from tests.models.test_models_contract import REPRESENTATIVES, SEGMENTATION, build, randn
 
 #: (argument, bad value): each breaks the rule every family gives the argument
 BAD_ARGS = [
@@ -60,3 +61,18 @@ def test_every_rule_rejects_a_bool_and_a_string(arg):
     for value in (True, "x") if arg != "global_pool" else (True,):
         with pytest.raises(ValueError, match=f"{arg} must be"):
             check_model_args("m", {arg: value})
+
+
+@pytest.mark.parametrize("name", REPRESENTATIVES)
+def test_half_input_to_a_float_model_names_both_dtypes(name):
+    """A float16 batch into a float32 model: one line naming both dtypes (kanzoo's KAN layers add what to do;
+    the ViT and U-KAN stems are timm/torch convs, whose message already names input and bias types)."""
+    model = build(name).eval()
+    x = randn(name).half()
+    with pytest.raises((TypeError, RuntimeError)) as info:
+        with torch.no_grad():
+            model(x)
+    first = str(info.value).splitlines()[0]
+    assert ("float16" in first and "float32" in first) or ("Half" in first and "float" in first), first
+    if isinstance(info.value, TypeError):
+        assert "autocast" in first, first
