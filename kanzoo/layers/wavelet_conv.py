@@ -2,6 +2,7 @@
 Kolmogorov-Arnold Networks", arXiv 2405.12832; conv form as in Drokin, arXiv 2407.01092)."""
 
 import contextlib
+import itertools
 import math
 from typing import List, Optional
 
@@ -12,7 +13,8 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from ._utils import IntOrTuple, check_probability, fixed_ndim, init_conv_geometry
-from .bases.wavelet import check_wavelet, wavelet
+from .bases import kernels as KK
+from .bases.wavelet import check_wavelet, wavelet, wavelet_derivative
 from .conv import _DROPOUT, check_input
 from .create import LayerType, create_act, create_norm, get_act_layer
 
@@ -153,6 +155,151 @@ class _LeanWaveletConv(torch.autograd.Function):
         shape = lambda g, p: None if g is None else g.reshape(p.shape)  # noqa: E731
         return (gx, shape(gs, scale), shape(gt, translation), shape(gw, weight),
                 None, None, None, None, None, None, None, None)
+
+
+# ------------------------------------------------------------------------------------------------ fast path
+# The edge-wise conv as GEMMs. With ψ laid out as (G·m, Cig, P), P = N·prod(S) the input positions, the conv
+# z_o = sum_c W_oc ⋆ ψ_oc is q = W_o (K, Cig) @ ψ_o (Cig, P) per output channel (K = prod(kernel) taps; one
+# batched matmul), then z_o = sum_k q_{o,k} shifted by tap k (strided slices of the zero-padded q, which apply
+# the layer's stride, padding and dilation). ψ (forward, and recomputed in backward) and its derivative are each
+# one compiled elementwise kernel (KANZOO_BASIS_KERNEL).
+def _psi_kernel(x: torch.Tensor, translation: torch.Tensor, scale: torch.Tensor, window: torch.Tensor,
+                name: str) -> torch.Tensor:
+    """ψ((x - τ)/s)·w for x (G, 1, Cig, P), τ and s (G, m, Cig, 1), w (1, 1, Cig, 1): (G, m, Cig, P)."""
+    return wavelet((x - translation) / scale, name) * window
+
+
+def _psi_backward_kernel(x: torch.Tensor, grad: torch.Tensor, translation: torch.Tensor, scale: torch.Tensor,
+                         window: torch.Tensor, name: str):
+    """ψ again, and from grad = dL/dψ (G, m, Cig, P), with u = (x - τ)/s and g = grad·w·ψ'(u)/s:
+    dL/dx = sum_m g (G, 1, Cig, P), dL/dτ = -sum_P g and dL/ds = -sum_P g·u (G, m, Cig, 1)."""
+    u = (x - translation) / scale
+    g = grad * window * wavelet_derivative(u, name) / scale
+    return (wavelet(u, name) * window, g.sum(dim=1, keepdim=True), -g.sum(dim=3, keepdim=True),
+            -(g * u).sum(dim=3, keepdim=True))
+
+
+def _columns(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """(N, G·Cig, *S) -> (G, 1, Cig, N·prod(S)), contiguous."""
+    n, c = x.shape[0], x.shape[1]
+    return x.detach().reshape(n, groups, c // groups, -1).permute(1, 2, 0, 3).reshape(groups, 1, c // groups, -1)
+
+
+def _tap_slices(kernel: List[int], stride: List[int], dilation: List[int], out: List[int]):
+    """Per tap (row-major over the kernel), the slices of the padded spatial dims that tap k reads."""
+    for tap in itertools.product(*[range(k) for k in kernel]):
+        yield tuple(slice(t * d, t * d + (o - 1) * st + 1, st) for t, d, o, st in zip(tap, dilation, out, stride))
+
+
+def _shift_sum(q: torch.Tensor, kernel: List[int], stride: List[int], padding: List[int], dilation: List[int],
+               out: List[int]) -> torch.Tensor:
+    """(R, K, N, *S) -> (R, N, *S_out): z[.., i] = sum_k q_pad[.., k, .., i·stride + tap_k·dilation]."""
+    qp = F.pad(q, [p for p in reversed(padding) for _ in range(2)])
+    z: Optional[torch.Tensor] = None
+    for k, sl in enumerate(_tap_slices(kernel, stride, dilation, out)):
+        v = qp[(slice(None), k, slice(None)) + sl]
+        z = v.clone() if z is None else z.add_(v)
+    assert z is not None
+    return z
+
+
+def _shift_sum_adjoint(dz: torch.Tensor, kernel: List[int], stride: List[int], padding: List[int],
+                       dilation: List[int], spatial: List[int]) -> torch.Tensor:
+    """The adjoint of :func:`_shift_sum`: (R, N, *S_out) -> (R, K, N·prod(S))."""
+    taps = math.prod(kernel)
+    padded = [s + 2 * p for s, p in zip(spatial, padding)]
+    dqp = dz.new_zeros([dz.shape[0], taps, dz.shape[1]] + padded)
+    for k, sl in enumerate(_tap_slices(kernel, stride, dilation, list(dz.shape[2:]))):
+        dqp[(slice(None), k, slice(None)) + sl] += dz
+    crop = tuple(slice(p, p + s) for p, s in zip(padding, spatial))
+    return dqp[(slice(None), slice(None), slice(None)) + crop].reshape(dz.shape[0], taps, -1)
+
+
+class _FastPlan:
+    """Shapes and per-chunk views shared by the fast forward and backward."""
+
+    def __init__(self, x, scale, translation, weight, window, groups, chunk_size):
+        self.n, self.spatial = x.shape[0], list(x.shape[2:])
+        self.groups, self.cig = groups, x.shape[1] // groups
+        self.kernel = list(weight.shape[2:])
+        self.taps = math.prod(self.kernel)
+        self.cog = scale.shape[0] // groups
+        self.chunk = chunk_size
+        self.cols = _columns(x, groups)
+        self.s = _grouped(scale.detach(), groups).unsqueeze(-1)
+        self.t = _grouped(translation.detach(), groups).unsqueeze(-1)
+        # (G, Cog, K, Cig): W_o as a (K, Cig) matrix per output
+        self.w = _grouped(weight.detach(), groups).reshape(groups, self.cog, self.cig, self.taps).transpose(2, 3)
+        win = torch.ones(self.cig, dtype=x.dtype, device=x.device) if window is None else window.to(x.dtype)
+        self.window = win.view(1, 1, self.cig, 1)
+
+    def out_spatial(self, stride: List[int], padding: List[int], dilation: List[int]) -> List[int]:
+        return [(s + 2 * p - d * (k - 1) - 1) // st + 1
+                for s, p, d, k, st in zip(self.spatial, padding, dilation, self.kernel, stride)]
+
+    def chunks(self):
+        for o0 in range(0, self.cog, self.chunk):
+            yield o0, min(o0 + self.chunk, self.cog)
+
+
+def _fast_forward(x, scale, translation, weight, window, wavelet_type: str, groups: int, stride, padding,
+                  dilation, ndim: int, chunk_size: int, kernel: str) -> torch.Tensor:
+    """:func:`wavelet_edge_conv` by the fast path (no autograd)."""
+    plan = _FastPlan(x, scale, translation, weight, window, groups, chunk_size)
+    n, g = plan.n, groups
+    out = plan.out_spatial(stride, padding, dilation)
+    z = x.new_empty([n, g, plan.cog] + out)
+    with torch.no_grad():
+        for o0, o1 in plan.chunks():
+            m = o1 - o0
+            psi = KK.run(_psi_kernel, kernel, plan.cols, plan.t[:, o0:o1], plan.s[:, o0:o1], plan.window,
+                         wavelet_type)
+            q = torch.bmm(plan.w[:, o0:o1].reshape(g * m, plan.taps, plan.cig), psi.view(g * m, plan.cig, -1))
+            zc = _shift_sum(q.view([g * m, plan.taps, n] + plan.spatial), plan.kernel, stride, padding, dilation, out)
+            z[:, :, o0:o1] = zc.view([g, m, n] + out).movedim(2, 0)
+    return z.flatten(1, 2)
+
+
+class _FastWaveletConv(torch.autograd.Function):
+    """The fast path under autograd: saves the inputs; backward recomputes ψ chunk by chunk in one compiled pass
+    with its derivative, and runs the conv's adjoints as matmuls."""
+
+    @staticmethod
+    def forward(ctx, x, scale, translation, weight, window, wavelet_type, groups, stride, padding, dilation,
+                ndim, chunk_size, kernel):
+        ctx.save_for_backward(x, scale, translation, weight, window)
+        ctx.conf = (wavelet_type, groups, stride, padding, dilation, ndim, chunk_size, kernel)
+        return _fast_forward(x, scale, translation, weight, window, wavelet_type, groups, stride, padding,
+                             dilation, ndim, chunk_size, kernel)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, scale, translation, weight, window = ctx.saved_tensors
+        wavelet_type, groups, stride, padding, dilation, ndim, chunk_size, kernel = ctx.conf
+        plan = _FastPlan(x, scale, translation, weight, window, groups, chunk_size)
+        n, g, taps, cig = plan.n, groups, plan.taps, plan.cig
+        grad = grad.reshape([n, g, plan.cog] + list(grad.shape[2:]))
+        gx = torch.zeros_like(plan.cols)
+        gs, gt, gw = torch.zeros_like(plan.s), torch.zeros_like(plan.t), torch.zeros_like(plan.w)
+        for o0, o1 in plan.chunks():
+            m = o1 - o0
+            dz = grad[:, :, o0:o1].movedim(0, 2).reshape([g * m, n] + list(grad.shape[3:]))
+            dq = _shift_sum_adjoint(dz, plan.kernel, stride, padding, dilation, plan.spatial)
+            w = plan.w[:, o0:o1].reshape(g * m, taps, cig)
+            dpsi = torch.bmm(w.transpose(1, 2), dq).view(g, m, cig, -1)
+            psi, gx_c, gt_c, gs_c = KK.run(_psi_backward_kernel, kernel, plan.cols, dpsi, plan.t[:, o0:o1],
+                                           plan.s[:, o0:o1], plan.window, wavelet_type)
+            gw[:, o0:o1] = torch.bmm(dq, psi.view(g * m, cig, -1).transpose(1, 2)).view(g, m, taps, cig)
+            gx += gx_c
+            gt[:, o0:o1] = gt_c
+            gs[:, o0:o1] = gs_c
+        need = ctx.needs_input_grad
+        grad_x = gx.view([g, cig, n] + plan.spatial).movedim(2, 0).reshape(x.shape) if need[0] else None
+        grad_s = gs.reshape(scale.shape) if need[1] else None
+        grad_t = gt.reshape(translation.shape) if need[2] else None
+        grad_w = gw.transpose(2, 3).reshape(weight.shape) if need[3] else None
+        return grad_x, grad_s, grad_t, grad_w, None, None, None, None, None, None, None, None, None
 
 
 @register_notrace_module  # picks its memory-lean path by grad mode and chunks by size: FX calls it as one op
@@ -324,9 +471,38 @@ class WaveletKANConvNd(nn.Module):
                                       self.wavelet_type, self.groups, self._stride, self._padding,
                                       self._dilation, self.ndim, self._chunk_for(x))
 
+    @torch.jit.unused
+    def _fast_kernel(self, x: torch.Tensor) -> Optional[str]:
+        """The kernel setting of the fast path, or None where the eager paths must run (see
+        :mod:`kanzoo.layers.bases.kernels`; also under autocast and for parameters of another dtype)."""
+        if x.dim() != self.ndim + 2 or _autocast_state(x.device.type) is not None:
+            return None
+        if any(p.dtype != x.dtype or p.device != x.device for p in (self.scale, self.translation,
+                                                                   self.wavelet_weight)):
+            return None
+        return KK.use_kernel(x, x.numel() * (self.out_channels // self.groups))
+
+    @torch.jit.unused
+    def _fast(self, x: torch.Tensor, window: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        kernel = self._fast_kernel(x)
+        if kernel is None:
+            return None
+        args = (x, self.scale, self.translation, self.wavelet_weight, window, self.wavelet_type, self.groups,
+                self._stride, self._padding, self._dilation, self.ndim, self._chunk_for(x), kernel)
+        if self._use_lean(x):
+            return _FastWaveletConv.apply(*args)
+        if torch.is_grad_enabled() and (x.requires_grad or any(
+                p.requires_grad for p in (self.scale, self.translation, self.wavelet_weight))):
+            return None  # memory_efficient=False: plain autograd
+        return _fast_forward(*args)
+
     def wavelet_branch(self, x: torch.Tensor) -> torch.Tensor:
         """z (before the 1×1 mixing) for an input that already went through dropout."""
         window = self._window(x)
+        if not torch.jit.is_scripting() and not torch.jit.is_tracing():
+            out = self._fast(x, window)
+            if out is not None:
+                return out
         if torch.jit.is_scripting() or torch.jit.is_tracing() or not self._use_lean(x):
             return wavelet_edge_conv(x, self.scale, self.translation, self.wavelet_weight, window,
                                      self.wavelet_type, self.groups, self._stride, self._padding,

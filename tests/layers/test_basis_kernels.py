@@ -1,16 +1,29 @@
-"""The compiled basis kernels (kanzoo.layers.bases.kernels): RSWAF (MLP-KAN's FasterKAN experts) and the local
-B-spline (U-KAN). Same values and gradients as the eager forms, the eager paths under scripting, tracing and
-dispatch modes, the switch and the auto fallback."""
+"""The compiled basis kernels (kanzoo.layers.bases.kernels): RSWAF (MLP-KAN's FasterKAN experts), the local
+B-spline (U-KAN), the recurrence bases, Bernstein, RBF, ReLU-KAN and wavelet. Same values and gradients as the
+eager forms, the eager paths under scripting, tracing and dispatch modes, the switch and the auto fallback."""
 import warnings
 
 import pytest
 import torch
 
-from kanzoo.layers import FasterKAN, RSWAFBasis, SplineKANLinear
+from kanzoo.layers import (
+    BernsteinBasis,
+    ChebyshevBasis,
+    FasterKAN,
+    GramBasis,
+    JacobiBasis,
+    LegendreBasis,
+    RBFBasis,
+    ReLUBasis,
+    RSWAFBasis,
+    SplineKANLinear,
+    WaveletBasis,
+)
 from kanzoo.layers.bases import bspline as BS
 from kanzoo.layers.bases import kernels as K
 from kanzoo.layers.bases import rswaf as R
 from kanzoo.layers.bases.bspline import BSplineBasis
+from kanzoo.layers.bases.wavelet import WAVELETS
 
 
 @pytest.fixture(autouse=True)
@@ -220,3 +233,97 @@ def test_spline_linear_script_and_trace_take_the_eager_path(monkeypatch):
         torch.testing.assert_close(scripted(x), ref, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(traced(x), ref, rtol=1e-5, atol=1e-6)
     assert calls == ["bs_fwd"]
+
+
+# ------------------------------------------------------------------------------------------------ other bases
+def _uncompiled_kernels(monkeypatch):
+    """Runs the kernel functions without torch.compile (the same autograd functions and dispatch, no compile time)
+    and records which ran."""
+    ran = []
+    monkeypatch.setattr(K, "compiled", lambda fn: ran.append(fn) or fn)
+    return ran
+
+
+def _spread(basis):
+    """Moves the learnable parameters off their regular initial values (scales, translations, phases)."""
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, p in basis.named_parameters():
+            noise = torch.rand(p.shape, generator=gen, dtype=p.dtype)
+            p.mul_(0.6 + noise) if name == "scale" else p.add_(0.2 * (noise - 0.5))
+    return basis
+
+
+KERNEL_BASES = {
+    "chebyshev": lambda: ChebyshevBasis(4),
+    "gram": lambda: GramBasis(4),
+    "legendre": lambda: LegendreBasis(3, groups=2),
+    "jacobi": lambda: JacobiBasis(3),
+    "bernstein": lambda: BernsteinBasis(4),
+    "rbf": lambda: RBFBasis(6),
+    "relu": lambda: ReLUBasis(24, g=4, k=2),
+    **{f"wavelet_{w}": (lambda w=w: WaveletBasis(24, num_wavelets=3, wavelet_type=w)) for w in WAVELETS},
+}
+
+
+def _basis_run(basis, x, prefix, g):
+    basis.zero_grad(set_to_none=True)
+    xa = x.clone().requires_grad_(True)
+    pa = None if prefix is None else prefix.clone().requires_grad_(True)
+    y = basis(xa, pa)
+    (y * g).sum().backward()
+    with torch.no_grad():
+        y0 = basis(x, prefix)
+    grads = [xa.grad] + ([] if pa is None else [pa.grad]) + [p.grad for p in basis.parameters() if p.requires_grad]
+    return [y.detach(), y0] + grads
+
+
+@pytest.mark.parametrize("with_prefix", [True, False], ids=["prefix", "plain"])
+@pytest.mark.parametrize("name", KERNEL_BASES)
+def test_kernel_formulas_match_the_eager_basis(monkeypatch, name, with_prefix):
+    """The kernels' values and hand-written derivatives (input and parameters) against the eager formula under
+    autograd, float64."""
+    ran = _uncompiled_kernels(monkeypatch)
+    torch.manual_seed(0)
+    basis = _spread(KERNEL_BASES[name]().double())
+    x = torch.randn(3, 24, 5, 7, dtype=torch.float64) * 1.5
+    prefix = torch.randn_like(x) if with_prefix else None
+    g = torch.randn(3, 24, basis.num_basis + int(with_prefix), 5, 7, dtype=torch.float64)
+    K.set_basis_kernel("eager")
+    ref = _basis_run(basis, x, prefix, g)
+    assert ran == []
+    K.set_basis_kernel("compiled")
+    out = _basis_run(basis, x, prefix, g)
+    assert len(ran) == 3  # forward with grad, backward, forward without grad
+    assert len(out) == len(ref) and all(t is not None for t in out)
+    for a, b in zip(out, ref):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_param_kernel_backward_keeps_only_x_and_the_parameters(monkeypatch):
+    _uncompiled_kernels(monkeypatch)
+    K.set_basis_kernel("compiled")
+    basis = ReLUBasis(16, g=3, k=2)
+    x = torch.randn(4, 16, 33, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.shape) or t, lambda t: t):
+        basis(x)
+    assert saved == [x.shape, basis.phase_low.shape, basis.phase_high.shape]
+
+
+@pytest.mark.parametrize("name", ["chebyshev", "gram", "bernstein", "rbf", "relu", "wavelet_meyer"])
+def test_other_bases_script_and_trace_take_the_eager_formula(monkeypatch, name):
+    ran = _uncompiled_kernels(monkeypatch)
+    K.set_basis_kernel("compiled")
+    basis = _spread(KERNEL_BASES[name]())
+    x = torch.randn(2, 24, 6)
+    scripted = torch.jit.script(basis)
+    traced = torch.jit.trace(basis, x, check_trace=False)
+    with torch.no_grad():
+        ys, yt = scripted(x), traced(x)
+    assert ran == []
+    with torch.no_grad():
+        y = basis(x)
+    assert len(ran) == 1
+    torch.testing.assert_close(ys, y, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(yt, y, rtol=1e-5, atol=1e-6)

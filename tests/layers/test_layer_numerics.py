@@ -381,3 +381,21 @@ def test_wavelet_closed_forms(wavelet_type):
             aux = np.where(v <= 0.5, 1.0, np.where(v >= 1.0, 0.0, np.cos(np.pi / 2 * nu(2 * v - 1))))
             ref = np.sin(np.pi * v) * aux
         np.testing.assert_allclose(out[j], ref, rtol=1e-9, atol=1e-12)
+
+
+def test_bspline_conv_default_is_local_and_equals_the_full_recursion():
+    """B-spline layers evaluate locally by default; values and gradients are the full Cox-de Boor recursion's."""
+    torch.manual_seed(0)
+    layer = KANConvNd(3, 4, 3, padding=1, basis="bspline", dtype=F64)
+    assert layer.basis.local and BSplineBasis().local
+    full = KANConvNd(3, 4, 3, padding=1, basis="bspline", local=False, dtype=F64)
+    full.load_state_dict(layer.state_dict())
+    x = torch.randn(2, 3, 6, 6, dtype=F64) * 1.5  # some inputs outside the knots
+    x.view(-1)[:3] = layer.basis.grid[[0, 4, -1]].to(F64)  # on knots
+    outs = []
+    for m in (layer, full):
+        xa = x.clone().requires_grad_(True)
+        y = m(xa)
+        outs.append([y] + list(torch.autograd.grad(y.square().sum(), [xa] + list(m.parameters()))))
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)

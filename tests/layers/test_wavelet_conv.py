@@ -1,4 +1,5 @@
-"""WaveletKANConvNd: the memory-lean autograd path against plain autograd, shapes, options and errors."""
+"""WaveletKANConvNd: the fast path (GEMMs and compiled ψ kernels) and the memory-lean autograd path against plain
+autograd, shapes, options and errors."""
 import warnings
 
 import pytest
@@ -6,6 +7,7 @@ import torch
 from torch.autograd import gradcheck
 
 from kanzoo.layers import WaveletKANConv1d, WaveletKANConv2d, WaveletKANConv3d, WaveletKANConvNd
+from kanzoo.layers.bases import kernels as K
 from kanzoo.layers.bases.wavelet import WAVELETS
 from kanzoo.layers.wavelet_conv import _LeanWaveletConv, wavelet_edge_conv
 
@@ -289,3 +291,80 @@ def test_lean_matches_eager_under_autocast():
     torch.testing.assert_close(res[0][0], res[1][0], atol=0, rtol=0)
     for a, b in zip(res[0][1], res[1][1]):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-3)
+
+
+# ------------------------------------------------------------------------------------------------ fast path
+@pytest.fixture
+def uncompiled_fast_path(monkeypatch):
+    """The fast path's kernels run without torch.compile (same dispatch, no compile time); records which ran."""
+    ran = []
+    monkeypatch.setattr(K, "compiled", lambda fn: ran.append(fn.__name__) or fn)
+    monkeypatch.setitem(K._state, "default", "compiled")
+    monkeypatch.setitem(K._state, "compile_failed", None)
+    return ran
+
+
+@pytest.mark.parametrize("wavelet_type,ndim,groups,kw", [
+    ("mexican_hat", 2, 1, {}), ("morlet", 2, 2, dict(stride=2, dilation=2, chunk_size=2)),
+    ("dog", 1, 2, dict(padding=2, chunk_size=1)), ("meyer", 3, 1, dict(stride=(1, 2, 1))),
+    ("shannon", 2, 2, dict(padding=0, dilation=(2, 1)))])
+def test_fast_path_matches_plain_autograd(uncompiled_fast_path, monkeypatch, wavelet_type, ndim, groups, kw):
+    """The GEMM + shift form with the hand-written ψ' against the plain autograd of the edge-wise formula."""
+    m = _layer(ndim, wavelet_type, groups, cin=4, cout=6, **kw).train()
+    x = _input(m, spatial=5 if ndim == 3 else 7)
+    monkeypatch.setitem(K._state, "default", "eager")
+    y_ref, g_ref = _run(m, x, lean=False)
+    assert uncompiled_fast_path == []
+    monkeypatch.setitem(K._state, "default", "compiled")
+    y, g = _run(m, x, lean=True)
+    assert sorted(set(uncompiled_fast_path)) == ["_psi_backward_kernel", "_psi_kernel"]
+    del uncompiled_fast_path[:]
+    torch.testing.assert_close(y, y_ref, atol=1e-12, rtol=1e-12)
+    for a, b in zip(g, g_ref):
+        torch.testing.assert_close(a, b, atol=1e-11, rtol=1e-11)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), y_ref, atol=1e-12, rtol=1e-12)
+    assert set(uncompiled_fast_path) == {"_psi_kernel"}
+
+
+def test_fast_path_keeps_only_small_tensors(uncompiled_fast_path):
+    m = _layer(2, "mexican_hat", cin=8, cout=16, norm_layer="none")
+    x = _input(m, spatial=6)
+    assert _saved_numel(m, x) <= 6 * x.numel() + 3 * sum(p.numel() for p in m.parameters())
+    assert "_psi_kernel" in uncompiled_fast_path
+
+
+def test_fast_path_not_under_script_trace_autocast_or_plain_autograd(uncompiled_fast_path):
+    m = _layer(2, "shannon", groups=2).eval()
+    x = _input(m)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit is deprecated in recent torch
+        scripted = torch.jit.script(m)
+        traced = torch.jit.trace(m, x, check_trace=False)
+    with torch.no_grad():
+        scripted(x), traced(x)
+    m.memory_efficient = False
+    m(x.clone().requires_grad_(True))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        m.float()(x.float())
+    assert uncompiled_fast_path == []
+
+
+def test_fast_path_falls_back_when_the_compiler_fails(monkeypatch):
+    def broken(fn):
+        def run(*args):
+            raise RuntimeError("no C++ compiler found")
+        return run
+    monkeypatch.setattr(K, "compiled", broken)
+    monkeypatch.setitem(K._state, "default", None)
+    monkeypatch.setitem(K._state, "compile_failed", None)
+    monkeypatch.delenv("KANZOO_BASIS_KERNEL", raising=False)
+    m = _layer(2, "dog", cin=8, cout=8).eval()
+    x = _input(m, spatial=24, batch=4)  # 8 ψ values per input: above MIN_COMPILED_NUMEL
+    assert x.numel() * 8 >= K.MIN_COMPILED_NUMEL
+    with torch.no_grad():
+        ref = wavelet_edge_conv(x, m.scale, m.translation, m.wavelet_weight, None, "dog", 1, [1, 1], [1, 1], [1, 1],
+                                2, 8)
+        with pytest.warns(RuntimeWarning, match="torch.compile failed"):
+            z = m.wavelet_branch(x)
+    torch.testing.assert_close(z, ref, atol=1e-12, rtol=1e-12)

@@ -2,11 +2,46 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import torch
 
+from .._utils import is_symbolic
+from . import kernels as KK
 from .base import Basis, check_degree, stack_basis
+
+
+# ------------------------------------------------------------------------------------------------ compiled kernel
+# x: (N, C, S) (spatial dims flattened); coef: the binomials (1, 1, n+1, 1) in x's dtype. Values as in
+# BernsteinBasis.forward_eager; the derivative is dB_k/dx = B_k·(k·r - (n-k)·s), since ds/dx = s·r = -dr/dx.
+def _kernel_parts(x: torch.Tensor, coef: torch.Tensor) -> Tuple[List[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """([B_0, .., B_n], s, r)."""
+    n = coef.shape[2] - 1
+    s = torch.sigmoid(x)
+    r = torch.sigmoid(-x)
+    s_pows = [torch.ones_like(s)]
+    r_pows = [torch.ones_like(r)]
+    for _ in range(n):
+        s_pows.append(s_pows[-1] * s)
+        r_pows.append(r_pows[-1] * r)
+    return [coef[:, :, k] * s_pows[k] * r_pows[n - k] for k in range(n + 1)], s, r
+
+
+def _values_kernel(x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+    return torch.stack(_kernel_parts(x, coef)[0], dim=2)
+
+
+def _grad_input_kernel(x: torch.Tensor, grad: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+    """sum_k grad_k dB_k/dx for grad (N, C, n+1, S)."""
+    b, s, r = _kernel_parts(x, coef)
+    n = len(b) - 1
+    acc = torch.zeros_like(x)
+    for k in range(n + 1):
+        acc = acc + grad[:, :, k] * b[k] * (k * r - (n - k) * s)
+    return acc
+
+
+KERNEL = KK.BasisKernel(_values_kernel, _grad_input_kernel)
 
 
 class BernsteinBasis(Basis):
@@ -16,6 +51,11 @@ class BernsteinBasis(Basis):
 
     torch-conv-kan's KABN starts de Casteljau's recursion from all-ones control values, so every one of
     its "basis functions" is the constant 1; kanzoo computes the real basis (docs/compat.md).
+
+    Large float inputs run the basis as one compiled kernel and its derivative
+    :math:`B_k'(x) = B_k\,(k(1-s) - (n-k)s)` as another, keeping only x for backward
+    (``KANZOO_BASIS_KERNEL``, :mod:`kanzoo.layers.bases.kernels`); TorchScript, tracing and export take the
+    eager formula.
     """
 
     name = "bernstein"
@@ -32,7 +72,30 @@ class BernsteinBasis(Basis):
         self.num_basis = degree + 1
         self.binomials = [float(math.comb(degree, k)) for k in range(degree + 1)]
 
+    @torch.jit.unused
+    def _forward_kernel(self, x: torch.Tensor, prefix: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """The compiled kernel where the switch and the input allow it, else None."""
+        kernel = KK.basis_kernel_for(x, prefix, self.num_basis)
+        if kernel is None:
+            return None
+        key = (x.dtype, x.device)
+        cached = self.__dict__.get("_kernel_cache")
+        if cached is None or cached[0] != key:
+            coef = torch.tensor(self.binomials, dtype=x.dtype, device=x.device).view(1, 1, -1, 1)
+            KK.static(coef)
+            cached = (key, coef)
+            self.__dict__["_kernel_cache"] = cached
+        return KERNEL(x, prefix, (cached[1],), self.num_basis, kernel)
+
     def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if not torch.jit.is_scripting() and not torch.jit.is_tracing() and not is_symbolic(x):
+            out = self._forward_kernel(x, prefix)
+            if out is not None:
+                return out
+        return self.forward_eager(x, prefix)
+
+    def forward_eager(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The basis by the eager formula (TorchScript, tracing, export, small inputs)."""
         s = torch.sigmoid(x)
         r = torch.sigmoid(-x)  # 1 - s without cancellation for large x
         n = self.degree

@@ -109,7 +109,7 @@ class BSplineBasis(Basis, CompilableValues):
     float32-trained checkpoints bit for bit in the basis; ``float32_differences=False`` computes them in the
     input's dtype instead, as efficient-kan (U-KAN) does once its ``grid`` buffer follows ``.double()``.
 
-    **Local evaluation** (``local=True``). Only K+1 functions are nonzero at any x: those of the interval
+    **Local evaluation** (``local=True``, the default). Only K+1 functions are nonzero at any x: those of the interval
     :math:`t_i \le x < t_{i+1}`, found by a binary search over the stored knots. The recursion then runs on
     that window only (K+1 values instead of G+2K per level), with the same expression and the same knot
     values as the full recursion, so the two agree to the last bit; the window is scattered into the
@@ -128,10 +128,11 @@ class BSplineBasis(Basis, CompilableValues):
             :func:`uniform_knots`).
         float32_differences: round knot differences to float32 (default, torch-conv-kan) or compute them in
             the input dtype (efficient-kan, U-KAN).
-        local: evaluate only the K+1 nonzero functions per input (same values; faster and lighter in
-            training). Large inputs then run the full recursion as one compiled kernel instead (and its
+        local: evaluate only the K+1 nonzero functions per input (default; same values, faster and lighter
+            in training). Large inputs then run the full recursion as one compiled kernel instead (and its
             derivative as another, keeping only x): see :mod:`kanzoo.layers.bases.kernels`
-            (``KANZOO_BASIS_KERNEL``).
+            (``KANZOO_BASIS_KERNEL``). ``False`` runs the full recursion under plain autograd (needed for
+            double backward).
     """
 
     name = "bspline"
@@ -142,7 +143,7 @@ class BSplineBasis(Basis, CompilableValues):
     default_act = "prelu"
 
     def __init__(self, grid_size: int = 5, spline_order: int = 3, grid_range: Sequence[float] = (-1.0, 1.0),
-                 knot_rule: str = "linspace", float32_differences: bool = True, local: bool = False,
+                 knot_rule: str = "linspace", float32_differences: bool = True, local: bool = True,
                  device=None, dtype=None):
         super().__init__()
         if isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 1:
@@ -364,8 +365,8 @@ class BSplineBasis(Basis, CompilableValues):
         extra = "" if self.knot_rule == "linspace" else f", knot_rule={self.knot_rule!r}"
         if not self.float32_differences:
             extra += ", float32_differences=False"
-        if self.local:
-            extra += ", local=True"
+        if not self.local:
+            extra += ", local=False"
         return f"grid_size={self.grid_size}, spline_order={self.spline_order}, grid_range={self.grid_range}{extra}"
 
 

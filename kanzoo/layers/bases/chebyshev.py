@@ -30,6 +30,7 @@ class ChebyshevBasis(ThreeTermBasis):
     default_base_act = "identity"
     default_act = "identity"
     default_use_base = False
+    fused_squash = "tanh"
 
     def __init__(self, degree: int = 3, device=None, dtype=None):
         super().__init__()

@@ -226,6 +226,76 @@ class _BasisKernelFunction(torch.autograd.Function):
         return grad_x, grad_prefix, None, None, None, None
 
 
+class ParamBasisKernel:
+    """A basis with per-channel parameters (each (C, F), e.g. the ReLU-KAN phases or the wavelet scales) evaluated
+    by compiled kernels, from two plain functions of x flattened to (N, C, S) and the parameters viewed as
+    (1, C, F, 1): ``values(x, *params, *consts) -> (N, C, F, S)`` and ``backward(x, grad, *params, *consts) ->
+    (grad_x (N, C, S), *grad_params (1, C, F, 1))``. Like :class:`BasisKernel`, training saves only x and the
+    parameters and the backward is one compiled pass."""
+
+    def __init__(self, values: Callable, backward: Callable):
+        self.values = values
+        self.backward = backward
+
+        def values_with_prefix(x: torch.Tensor, prefix: torch.Tensor, *rest):
+            return torch.cat([prefix.unsqueeze(2), values(x, *rest)], dim=2)
+
+        self.values_with_prefix = values_with_prefix
+
+    def evaluate(self, x: torch.Tensor, prefix: Optional[torch.Tensor], params: tuple, consts: tuple,
+                 num_basis: int, kernel: str) -> torch.Tensor:
+        """The basis (with the prefix slot first when given) of any-rank x, without autograd."""
+        out_shape = list(x.shape)
+        out_shape.insert(2, num_basis + (0 if prefix is None else 1))
+        ps = tuple(param_view(p) for p in params)
+        if prefix is None:
+            y = run(self.values, kernel, flat(x), *ps, *consts)
+        else:
+            y = run(self.values_with_prefix, kernel, flat(x), flat(prefix), *ps, *consts)
+        return y.view(out_shape)
+
+    def __call__(self, x: torch.Tensor, prefix: Optional[torch.Tensor], params: tuple, consts: tuple,
+                 num_basis: int, kernel: str) -> torch.Tensor:
+        if torch.is_grad_enabled() and (x.requires_grad or (prefix is not None and prefix.requires_grad)
+                                        or any(p.requires_grad for p in params)):
+            return _ParamBasisKernelFunction.apply(x, prefix, self, consts, num_basis, kernel, *params)
+        return self.evaluate(x, prefix, params, consts, num_basis, kernel)
+
+
+class _ParamBasisKernelFunction(torch.autograd.Function):
+    """A :class:`ParamBasisKernel` under autograd: saves x and the parameters; backward is one compiled pass."""
+
+    @staticmethod
+    def forward(ctx, x, prefix, spec: ParamBasisKernel, consts: tuple, num_basis: int, kernel: str, *params):
+        ctx.save_for_backward(x, *params)
+        ctx.spec, ctx.consts, ctx.kernel = spec, consts, kernel
+        ctx.has_prefix = prefix is not None
+        return spec.evaluate(x, prefix, params, consts, num_basis, kernel)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, *params = ctx.saved_tensors
+        off = 1 if ctx.has_prefix else 0
+        g = grad.narrow(2, off, grad.shape[2] - off)
+        g = g.reshape(g.shape[0], g.shape[1], g.shape[2], -1)
+        static(g, dims=(2,))
+        ps = tuple(param_view(p) for p in params)
+        grad_x, *grad_params = run(ctx.spec.backward, ctx.kernel, flat(x), g.detach(), *ps, *ctx.consts)
+        grad_x = grad_x.view(x.shape) if ctx.needs_input_grad[0] else None
+        grad_prefix = grad.select(2, 0) if ctx.has_prefix and ctx.needs_input_grad[1] else None
+        grad_params = [gp.view(p.shape) if need else None
+                       for gp, p, need in zip(grad_params, params, ctx.needs_input_grad[6:])]
+        return (grad_x, grad_prefix, None, None, None, None, *grad_params)
+
+
+def param_view(p: torch.Tensor) -> torch.Tensor:
+    """A (C, F) per-channel parameter as a detached (1, C, F, 1) view, its basis axis static."""
+    v = p.detach().view(1, p.shape[0], p.shape[1], 1)
+    static(v, dims=(2,))
+    return v
+
+
 def static(*tensors: torch.Tensor, dims: Optional[Sequence[int]] = None) -> None:
     """Marks the basis-axis sizes (every dim of the small constant tensors, or ``dims``) static for the compiled
     kernels: the basis loop is then unrolled and vectorised for its actual size, while the token and channel

@@ -2,12 +2,30 @@
 arXiv 2405.06721)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
-from .base import check_count
+from .._utils import is_symbolic
+from . import kernels as KK
+from .base import cat_basis, check_count
 from .elementwise import ClosedFormBasis
+
+
+# ------------------------------------------------------------------------------------------------ compiled kernel
+# x: (N, C, S) (spatial dims flattened); grid: the centres (1, 1, G, 1) in x's dtype; inv_width: 1/h.
+def _values_kernel(x: torch.Tensor, grid: torch.Tensor, inv_width: float) -> torch.Tensor:
+    u = (x.unsqueeze(2) - grid) * inv_width
+    return torch.exp(-(u * u))
+
+
+def _grad_input_kernel(x: torch.Tensor, grad: torch.Tensor, grid: torch.Tensor, inv_width: float) -> torch.Tensor:
+    """sum_j grad_j dB_j/dx = sum_j grad_j·B_j·(-2u_j/h) for grad (N, C, G, S)."""
+    u = (x.unsqueeze(2) - grid) * inv_width
+    return (grad * torch.exp(-(u * u)) * u).sum(dim=2) * (-2.0 * inv_width)
+
+
+KERNEL = KK.BasisKernel(_values_kernel, _grad_input_kernel)
 
 
 class RBFBasis(ClosedFormBasis):
@@ -18,6 +36,10 @@ class RBFBasis(ClosedFormBasis):
 
     ``grid`` is a buffer of the G centres. FastKAN layers normalise their input before the basis
     (``basis_norm``), add a SiLU base branch, and have no output norm or activation.
+
+    Large float inputs run the basis as one compiled kernel and its derivative as another, keeping only x for
+    backward (``KANZOO_BASIS_KERNEL``, :mod:`kanzoo.layers.bases.kernels`); smaller inputs use the fused
+    closed-form backward, and TorchScript, tracing and export the eager formula.
     """
 
     name = "rbf"
@@ -52,6 +74,35 @@ class RBFBasis(ClosedFormBasis):
     def derivatives(self, x: torch.Tensor) -> torch.Tensor:
         u = self._scaled(x)
         return torch.exp(-(u * u)) * u * (-2.0 * self.inv_width)
+
+    @torch.jit.unused
+    def _forward_kernel(self, x: torch.Tensor, prefix: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """The compiled kernel where the switch and the input allow it, else None."""
+        if self.compile_values:  # compile_bases() asked for torch.compile of values() instead
+            return None
+        kernel = KK.basis_kernel_for(x, prefix, self.num_basis)
+        if kernel is None:
+            return None
+        g = self.grid
+        key = (g._version, g.data_ptr(), g.device, x.dtype)
+        cached = self.__dict__.get("_kernel_cache")
+        if cached is None or cached[0] != key:
+            grid = g.detach().to(x.dtype).view(1, 1, -1, 1).clone()
+            KK.static(grid)
+            cached = (key, grid)
+            self.__dict__["_kernel_cache"] = cached
+        return KERNEL(x, prefix, (cached[1], self.inv_width), self.num_basis, kernel)
+
+    def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
+        # ClosedFormBasis.forward with the compiled kernel first (TorchScript has no super())
+        if torch.jit.is_scripting() or torch.jit.is_tracing() or is_symbolic(x):
+            return cat_basis(self.values(x), prefix)
+        out = self._forward_kernel(x, prefix)
+        if out is not None:
+            return out
+        if not torch.is_grad_enabled() or (not x.requires_grad and (prefix is None or not prefix.requires_grad)):
+            return cat_basis(self.evaluate(x), prefix)
+        return self._forward_fused(x, prefix)
 
     def extra_repr(self) -> str:
         return f"grid_size={self.grid_size}, grid_range={self.grid_range}"

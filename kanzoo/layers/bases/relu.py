@@ -7,7 +7,30 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .._utils import is_symbolic
+from . import kernels as KK
 from .base import Basis, cat_basis, check_count
+
+
+# ------------------------------------------------------------------------------------------------ compiled kernel
+# x: (N, C, S) (spatial dims flattened); low, high: the phases as (1, C, F, 1); r: the bump scale.
+def _values_kernel(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor, r: float) -> torch.Tensor:
+    xe = x.unsqueeze(2)
+    a = torch.relu(xe - low) * torch.relu(high - xe) * r
+    return a * a
+
+
+def _backward_kernel(x: torch.Tensor, grad: torch.Tensor, low: torch.Tensor, high: torch.Tensor, r: float):
+    """With p = ReLU(x - l), q = ReLU(h - x), a = r·p·q and w = grad·2a·r (zero wherever p or q is):
+    dL/dx = sum_j w (q - p), dL/dl = -sum_{n,s} w q, dL/dh = sum_{n,s} w p."""
+    xe = x.unsqueeze(2)
+    p = torch.relu(xe - low)
+    q = torch.relu(high - xe)
+    w = grad * (p * q * r) * (2.0 * r)
+    return (w * (q - p)).sum(dim=2), -(w * q).sum(dim=(0, 3), keepdim=True), (w * p).sum(dim=(0, 3), keepdim=True)
+
+
+KERNEL = KK.ParamBasisKernel(_values_kernel, _backward_kernel)
 
 
 class ReLUBasis(Basis):
@@ -23,6 +46,10 @@ class ReLUBasis(Basis):
         num_channels: input channels C (each has its own phases).
         g: grid intervals; k: bump width in intervals.
         train_phases: learn ``phase_low``/``phase_high`` (shape (C, g+k)).
+
+    Large float inputs run the basis as one compiled kernel and its gradients (input and phases) as another,
+    keeping only x and the phases for backward (``KANZOO_BASIS_KERNEL``, :mod:`kanzoo.layers.bases.kernels`);
+    TorchScript, tracing and export take the eager formula.
     """
 
     name = "relu"
@@ -48,7 +75,24 @@ class ReLUBasis(Basis):
         self.phase_low = nn.Parameter(low, requires_grad=train_phases)
         self.phase_high = nn.Parameter(high, requires_grad=train_phases)
 
+    @torch.jit.unused
+    def _forward_kernel(self, x: torch.Tensor, prefix: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """The compiled kernel where the switch and the input allow it, else None."""
+        kernel = KK.basis_kernel_for(x, prefix, self.num_basis)
+        low, high = self.phase_low, self.phase_high
+        if kernel is None or low.dtype != x.dtype or KK.eager_only(low):
+            return None
+        return KERNEL(x, prefix, (low, high), (self.r,), self.num_basis, kernel)
+
     def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if not torch.jit.is_scripting() and not torch.jit.is_tracing() and not is_symbolic(x):
+            out = self._forward_kernel(x, prefix)
+            if out is not None:
+                return out
+        return self.forward_eager(x, prefix)
+
+    def forward_eager(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The basis by the eager formula (TorchScript, tracing, export, small inputs)."""
         shape = [1, self.phase_low.shape[0], self.num_basis] + [1] * (x.dim() - 2)
         xe = x.unsqueeze(2)
         a = torch.relu(xe - self.phase_low.view(shape)) * torch.relu(self.phase_high.view(shape) - xe) * self.r

@@ -8,6 +8,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .._utils import is_symbolic
+from . import kernels as KK
 from .base import Basis, cat_basis, check_count
 
 WAVELETS = ("mexican_hat", "morlet", "dog", "meyer", "shannon")
@@ -56,6 +58,56 @@ def wavelet(u: torch.Tensor, name: str) -> torch.Tensor:
                      "['mexican_hat', 'morlet', 'dog', 'meyer', 'shannon']")
 
 
+def wavelet_derivative(u: torch.Tensor, name: str) -> torch.Tensor:
+    r"""dψ/du of :func:`wavelet`, elementwise (0 where ψ has a kink or removable point: u = 0 for Meyer and
+    Shannon, as autograd gives).
+
+    - ``mexican_hat``: :math:`C\,u(3-u^2)e^{-u^2/2}`
+    - ``morlet``: :math:`-e^{-u^2/2}(u\cos 5u + 5\sin 5u)`
+    - ``dog``: :math:`(u^2-1)e^{-u^2/2}`
+    - ``meyer``: :math:`\mathrm{sign}(u)\big(\pi\cos(\pi v)A(v) + \sin(\pi v)A'(v)\big)`, v = |u|, with
+      :math:`A'(v) = -\pi\sin(\frac{\pi}{2}\nu(2v-1))\,\nu'(2v-1)` between ½ and 1 (0 elsewhere) and
+      :math:`\nu'(t) = 140t^3(1-t)^3`
+    - ``shannon``: :math:`(u\cos u - \sin u)/u^2`
+    """
+    if name == "mexican_hat":
+        u2 = u * u
+        return 2.0 / (math.sqrt(3.0) * math.pi ** 0.25) * u * (3.0 - u2) * torch.exp(-0.5 * u2)
+    if name == "morlet":
+        return -torch.exp(-0.5 * u * u) * (u * torch.cos(5.0 * u) + 5.0 * torch.sin(5.0 * u))
+    if name == "dog":
+        u2 = u * u
+        return (u2 - 1.0) * torch.exp(-0.5 * u2)
+    if name == "meyer":
+        v = u.abs()
+        t = 2.0 * v - 1.0
+        inner = (math.pi / 2.0) * _meyer_aux(t)
+        mid = (v > 0.5) & (v < 1.0)
+        a = torch.where(v <= 0.5, torch.ones_like(v), torch.where(v >= 1.0, torch.zeros_like(v), torch.cos(inner)))
+        da = torch.where(mid, -math.pi * torch.sin(inner) * 140.0 * t ** 3 * (1.0 - t) ** 3, torch.zeros_like(v))
+        return torch.sign(u) * (math.pi * torch.cos(math.pi * v) * a + torch.sin(math.pi * v) * da)
+    if name == "shannon":
+        return torch.where(u == 0, torch.zeros_like(u), (u * torch.cos(u) - torch.sin(u)) / (u * u))
+    raise ValueError("unknown wavelet_type '" + name + "'; choose one of "
+                     "['mexican_hat', 'morlet', 'dog', 'meyer', 'shannon']")
+
+
+# ------------------------------------------------------------------------------------------------ compiled kernel
+# x: (N, C, S) (spatial dims flattened); translation, scale: (1, C, F, 1).
+def _values_kernel(x: torch.Tensor, translation: torch.Tensor, scale: torch.Tensor, name: str) -> torch.Tensor:
+    return wavelet((x.unsqueeze(2) - translation) / scale, name)
+
+
+def _backward_kernel(x: torch.Tensor, grad: torch.Tensor, translation: torch.Tensor, scale: torch.Tensor, name: str):
+    """With u = (x - τ)/s and w = grad·ψ'(u)/s: dL/dx = sum_j w, dL/dτ = -sum_{n,s} w, dL/ds = -sum_{n,s} w·u."""
+    u = (x.unsqueeze(2) - translation) / scale
+    w = grad * wavelet_derivative(u, name) / scale
+    return w.sum(dim=2), -w.sum(dim=(0, 3), keepdim=True), -(w * u).sum(dim=(0, 3), keepdim=True)
+
+
+KERNEL = KK.ParamBasisKernel(_values_kernel, _backward_kernel)
+
+
 class WaveletBasis(Basis):
     r"""F dilated and translated copies of a mother wavelet per input channel.
 
@@ -65,6 +117,11 @@ class WaveletBasis(Basis):
     the grid spacing). This is kanzoo's separable form, which fits any KAN layer; Wav-KAN's original
     layers give every (output, input) edge its own scale and translation instead
     (:class:`kanzoo.layers.WaveletKANConvNd`).
+
+    Large float inputs run the basis as one compiled kernel and its gradients (input, translations and scales,
+    from :func:`wavelet_derivative`) as another, keeping only x and the parameters for backward
+    (``KANZOO_BASIS_KERNEL``, :mod:`kanzoo.layers.bases.kernels`); TorchScript, tracing and export take the
+    eager formula.
     """
 
     name = "wavelet"
@@ -95,7 +152,24 @@ class WaveletBasis(Basis):
             self.translation.copy_(centres.expand_as(self.translation))
             self.scale.fill_((hi - lo) / max(n - 1, 1))
 
+    @torch.jit.unused
+    def _forward_kernel(self, x: torch.Tensor, prefix: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """The compiled kernel where the switch and the input allow it, else None."""
+        kernel = KK.basis_kernel_for(x, prefix, self.num_basis)
+        t, s = self.translation, self.scale
+        if kernel is None or t.dtype != x.dtype or s.dtype != x.dtype or KK.eager_only(t):
+            return None
+        return KERNEL(x, prefix, (t, s), (self.wavelet_type,), self.num_basis, kernel)
+
     def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if not torch.jit.is_scripting() and not torch.jit.is_tracing() and not is_symbolic(x):
+            out = self._forward_kernel(x, prefix)
+            if out is not None:
+                return out
+        return self.forward_eager(x, prefix)
+
+    def forward_eager(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The basis by the eager formula (TorchScript, tracing, export, small inputs)."""
         shape = [1, self.scale.shape[0], self.num_basis] + [1] * (x.dim() - 2)
         u = (x.unsqueeze(2) - self.translation.view(shape)) / self.scale.view(shape)
         return cat_basis(wavelet(u, self.wavelet_type), prefix)
