@@ -29,7 +29,8 @@ drop_rate                  ``drop_rate=0.5`` is accepted; (*) classifiers: eval 
                            not
 torchscript                ``torch.jit.script`` under ``set_scriptable(True)``, output equal to eager (*: timm
                            checks only shape/NaN)
-compile (*)                ``torch.compile(backend='aot_eager')`` equals eager: one representative model per family
+compile (*)                in ``tests/models/test_models_compile.py``: one small model per family compiles to one graph
+                           (``fullgraph=True``, ``aot_eager``) in eval and train, output and gradients equal eager
 features_only              ``features_only=True``: one output per ``feature_info`` level, channels and reductions
                            as declared (segmentation models: their encoder stages)
 forward_intermediates      classifiers: one intermediate per ``feature_info`` level, channels and reductions as
@@ -492,23 +493,6 @@ def test_torchscript(name):
                                msg=lambda m: f"{name}: TorchScript output differs from eager\n{m}")
 
 
-@pytest.mark.parametrize("name", REPRESENTATIVES)
-def test_compile(name):
-    """torch.compile on one model per family (compiling is seconds per model even with aot_eager)."""
-    skip_if_declared(name, "compile")
-    torch._dynamo.reset()
-    model = build(name).eval()
-    x = randn(name)
-    try:
-        with torch.no_grad():
-            ref = first_output(model(x))
-            out = first_output(torch.compile(model, backend="aot_eager")(x))
-    finally:
-        torch._dynamo.reset()
-    torch.testing.assert_close(out, ref, rtol=RTOL, atol=ATOL,
-                               msg=lambda m: f"{name}: torch.compile output differs from eager\n{m}")
-
-
 def feature_input(name: str, reductions: List[int], batch: int = 1) -> torch.Tensor:
     """The test input raised to a multiple of the largest reduction: every feature level then has an exact size."""
     c, h, w = input_size(name)
@@ -664,6 +648,6 @@ def test_segmentation(name):
 
 
 def test_representatives_cover_every_family():
-    """test_compile runs on one model per python module that registers kanzoo models."""
+    """The per-family checks run on one model per python module that registers kanzoo models."""
     assert sorted({_module(n) for n in MODELS}) == sorted({_module(n) for n in REPRESENTATIVES})
     assert len(MODELS) >= len(REPRESENTATIVES) >= 1
