@@ -1,4 +1,7 @@
 """Mixture-of-experts KAN convolutions (kanzoo.layers.moe)."""
+import copy
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -229,3 +232,206 @@ def test_moe_scripts_and_matches_eager():
     for a, b in zip(s(x), m(x)):
         torch.testing.assert_close(a, b)
     assert s(torch.randn(0, 4, 5, 5))[0].shape == (0, 6, 5, 5)
+
+
+# ------------------------------------------------------------------------------------------ fixed capacity
+def _reference_keep(top_idx, num_experts, capacity):
+    """GShard's priority, written as a loop: every token's first choice in token order, then every second
+    choice, ...; a route is kept while its expert has fewer than ``capacity`` routes."""
+    n, k = top_idx.shape
+    used = [0] * num_experts
+    keep = torch.zeros(n, k, dtype=torch.bool)
+    slot = torch.full((n, k), num_experts * capacity, dtype=torch.long)
+    for j in range(k):
+        for t in range(n):
+            e = int(top_idx[t, j])
+            if used[e] < capacity:
+                keep[t, j], slot[t, j] = True, e * capacity + used[e]
+            used[e] += 1
+    return slot, keep
+
+
+def test_expert_capacity_and_errors():
+    from kanzoo.layers.moe import check_capacity_factor, expert_capacity
+    assert expert_capacity(10, 2, 4, None) == 10
+    assert expert_capacity(10, 2, 4, 1.0) == 5           # ceil(1.0 · 10 · 2 / 4)
+    assert expert_capacity(10, 2, 4, 1.25) == 7          # ceil(6.25)
+    assert expert_capacity(10, 2, 4, 100.0) == 10        # never more than the tokens
+    assert expert_capacity(3, 1, 8, 0.01) == 1
+    for bad in (0, -1.0, True, "1", float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="capacity_factor must be None or a finite number > 0"):
+            check_capacity_factor(bad)
+    with pytest.raises(ValueError, match="capacity_factor"):
+        _moe(capacity_factor=0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_capacity_slots_follow_priority_order(seed):
+    from kanzoo.layers.moe import capacity_slots
+    g = torch.Generator().manual_seed(seed)
+    n, k, num_experts = 23, 2, 5
+    top_idx = torch.stack([torch.randperm(num_experts, generator=g)[:k] for _ in range(n)])
+    top_idx[:9, 0] = 1                                   # crowd one expert so that routes are dropped
+    for capacity in (1, 3, 6, n):
+        slot, keep = capacity_slots(top_idx, num_experts, capacity)
+        ref_slot, ref_keep = _reference_keep(top_idx, num_experts, capacity)
+        assert torch.equal(keep, ref_keep) and torch.equal(slot, ref_slot), capacity
+    assert capacity_slots(top_idx, num_experts, n)[1].all()
+    assert not capacity_slots(top_idx, num_experts, 3)[1].all()
+
+
+def test_conv_capacity_drops_exactly_the_routes_over_capacity():
+    torch.manual_seed(3)
+    moe = _moe(num_experts=3, top_k=2).eval()
+    with torch.no_grad():
+        moe.w_gate[:, 0] += 1.0                                         # expert 0 is most samples' first choice
+    x = torch.randn(11, 4, 5, 5, dtype=D64) * torch.linspace(0.1, 3, 11, dtype=D64).view(-1, 1, 1, 1) + 0.5
+    top_idx, top_gates, _, _ = moe.gate(x.flatten(2).mean(-1))
+    outs = torch.stack([e(x) for e in moe.experts], dim=1)              # (N, E, C_out, H, W)
+    for cf in (0.5, 1.0, 1.25):
+        moe.capacity_factor = cf
+        _, keep = _reference_keep(top_idx, 3, math.ceil(cf * 11 * 2 / 3))   # ceil(cf · N · k / E)
+        y, _ = moe(x)
+        ref = torch.stack([sum(top_gates[t, j] * keep[t, j] * outs[t, top_idx[t, j]] for j in range(2))
+                           for t in range(11)])
+        torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
+        assert moe.dropped_fraction.item() == pytest.approx(1 - keep.double().mean().item())
+    assert moe.dropped_fraction.item() > 0, "the batch should overflow expert 0 at capacity_factor 1.25"
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_conv_capacity_without_drops_equals_dynamic_dispatch(train):
+    torch.manual_seed(4)
+    dynamic = _moe(num_experts=4, top_k=2).train(train)
+    static = copy.deepcopy(dynamic)
+    static.capacity_factor = 2.0                                         # E / k: C = N, nothing dropped
+    x = torch.randn(9, 4, 5, 5, dtype=D64)
+    torch.manual_seed(5)
+    y_d, aux_d = dynamic(x)
+    torch.manual_seed(5)
+    y_s, aux_s = static(x)
+    # equal up to the rounding of the experts' kernels on differently composed batches (~1e-16 in float64)
+    torch.testing.assert_close(y_s, y_d, rtol=1e-13, atol=1e-14)
+    assert torch.equal(aux_s, aux_d)
+    assert static.dropped_fraction.item() == 0 and dynamic.dropped_fraction is None
+    (y_d.square().sum() + aux_d).backward()
+    (y_s.square().sum() + aux_s).backward()
+    for (name, a), b in zip(static.named_parameters(), dynamic.parameters()):
+        if b.grad is None:                                               # an idle expert: zero when run padded
+            assert a.grad is None or not a.grad.any(), name
+        else:
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-14, msg=name)
+
+
+def test_token_moe_capacity_semantics_and_no_drop_equality():
+    from kanzoo.layers import MoEKANMlp
+    torch.manual_seed(6)
+    moe = MoEKANMlp(12, expert_hidden=8, num_experts=4, top_k=2).double().eval()
+    x = torch.randn(2, 15, 12, dtype=D64)
+    with torch.no_grad():
+        sparse = moe(x)
+        assert moe.dropped_fraction is None
+        moe.capacity_factor = 2.0                                        # E / k
+        torch.testing.assert_close(moe(x), sparse, rtol=1e-13, atol=1e-14)
+        assert moe.dropped_fraction.item() == 0
+        moe.capacity_factor = 1.0
+        y = moe(x)
+        flat = x.reshape(-1, 12)
+        _, top_idx, top_w = moe.route(flat)
+        _, keep = _reference_keep(top_idx, 4, 15)                        # ceil(1.0 · 30 · 2 / 4) = 15
+        outs = torch.stack([e(flat) for e in moe.experts], dim=1)        # (N, E, C)
+        ref = torch.stack([sum(top_w[t, j] * keep[t, j] * outs[t, top_idx[t, j]] for j in range(2))
+                           for t in range(30)])
+    torch.testing.assert_close(y.reshape(-1, 12), ref, rtol=1e-12, atol=1e-12)
+    assert moe.dropped_fraction.item() == pytest.approx(1 - keep.double().mean().item())
+
+
+@pytest.mark.parametrize("which", ["conv", "token"])
+def test_capacity_path_compiles_to_one_graph(which):
+    """The fixed-capacity dispatch: no graph break (``torch._dynamo.explain``), and ``fullgraph=True``
+    output, gradients and dropped fraction equal eager, in training."""
+    from kanzoo.layers import MoEKANMlp
+    torch.manual_seed(7)
+    if which == "conv":
+        layer = MoEKANConv2d(4, 6, 3, padding=1, num_experts=4, top_k=2, degree=2, capacity_factor=1.0)
+        x = torch.randn(6, 4, 5, 5, dtype=D64)
+    else:
+        layer = MoEKANMlp(12, expert_hidden=8, num_experts=4, top_k=2, capacity_factor=1.0)
+        x = torch.randn(3, 7, 12, dtype=D64)
+    layer.double().train()
+    torch._dynamo.reset()
+    try:
+        explained = torch._dynamo.explain(layer)(x)
+        assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
+        compiled = copy.deepcopy(layer)
+        compiled.compile(backend="aot_eager", fullgraph=True)
+        outs = []
+        for m in (layer, compiled):
+            torch.manual_seed(8)
+            out = m(x)
+            y = out[0] if isinstance(out, tuple) else out
+            y.square().sum().backward()
+            outs.append((y, m.dropped_fraction, [p.grad for p in m.parameters()]))
+    finally:
+        torch._dynamo.reset()
+    (y_e, d_e, g_e), (y_c, d_c, g_c) = outs
+    torch.testing.assert_close(y_c, y_e, rtol=1e-12, atol=1e-12)
+    assert torch.equal(d_c, d_e)
+    for a, b in zip(g_c, g_e):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_conv_moe_compiles_without_capacity_and_equals_eager():
+    """capacity_factor=None under torch.compile: the fixed-shape path at C = N, the exact dispatch's output."""
+    torch.manual_seed(9)
+    moe = MoEKANConv2d(4, 6, 3, padding=1, num_experts=4, top_k=2, degree=2).eval()
+    x = torch.randn(7, 4, 5, 5) * torch.linspace(0.2, 3, 7).view(-1, 1, 1, 1)
+    torch._dynamo.reset()
+    try:
+        with torch.no_grad():
+            ref, aux = moe(x)
+            assert moe.dropped_fraction is None
+            y, aux_c = torch.compile(moe, backend="aot_eager", fullgraph=True)(x)
+    finally:
+        torch._dynamo.reset()
+    torch.testing.assert_close(y, ref, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(aux_c, aux)
+    assert moe.dropped_fraction.item() == 0
+
+
+def test_set_capacity_factor_and_mean_dropped_fraction():
+    from kanzoo.layers import MoEKANMlp
+    from kanzoo.layers.moe import mean_dropped_fraction, set_capacity_factor
+    torch.manual_seed(10)
+    model = torch.nn.Sequential(MoEKANMlp(12, expert_hidden=8, num_experts=4), _moe().float(),
+                                MoEBottleneckKANConv2d(8, 8, 3, padding=1, num_experts=4, min_internal=4))
+    assert set_capacity_factor(model, 1.25) == 3
+    assert [m.capacity_factor for m in (model[0], model[1], model[2].moe)] == [1.25] * 3
+    assert "capacity_factor=1.25" in repr(model)
+    assert mean_dropped_fraction(model) is None                         # nothing ran yet
+    model[0](torch.randn(40, 12))
+    model[1](torch.randn(40, 4, 3, 3))
+    expected = (model[0].dropped_fraction + model[1].dropped_fraction) / 2
+    assert torch.equal(mean_dropped_fraction(model), expected)
+    with pytest.raises(ValueError, match="capacity_factor must be None or a finite number > 0, got -1"):
+        set_capacity_factor(model, -1)
+    assert set_capacity_factor(model, None) == 3 and model[0].capacity_factor is None
+
+
+def test_capacity_path_scripts():
+    import warnings
+
+    from kanzoo.layers import MoEKANMlp
+    torch.manual_seed(11)
+    for m, x in ((MoEKANConv2d(4, 6, 3, padding=1, num_experts=4, top_k=2, capacity_factor=1.0).eval(),
+                  torch.randn(9, 4, 5, 5)),
+                 (MoEKANMlp(12, expert_hidden=8, num_experts=4, capacity_factor=1.0).eval(), torch.randn(30, 12))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            s = torch.jit.script(m)
+        a, b = s(x), m(x)
+        a, b = (a[0], b[0]) if isinstance(a, tuple) else (a, b)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        assert torch.equal(s.dropped_fraction, m.dropped_fraction)
