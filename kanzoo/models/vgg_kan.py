@@ -5,16 +5,20 @@ Large-Scale Image Recognition" (Simonyan & Zisserman, arXiv 1409.1556).
 Every 3×3 conv of a VGG config is a KAN conv (or a bottleneck KAN conv) with a norm and no separate
 activation; 2×2 max-pools halve the map; the head is global average pooling, dropout and a linear layer.
 The ImageNet-1k checkpoints of torch-conv-kan (``brivangl/vgg_kagn11_v2``, ``vgg_kagn11_v4``,
-``vgg_kagn_bn11_v4``) load as the ``tck_in1k`` tag; their keys are converted on load.
+``vgg_kagn_bn11_v4``, ``vgg_kagn_bn11sa_v4``) load as the ``tck_in1k`` tag; their keys are converted on load.
+``brivangl/vgg_kagn_bn11_v4_opt`` is not registered: its configuration is not public, and the one that fits its
+reported size flattens a 3×3 map into the classifier, a head kanzoo's VGG does not have (docs/compat.md).
 
-Model names: ``vgg_{basis tag}[_bn]{depth}[_v{n}]``, for example ``vgg_kagn11_v4``.
+Model names: ``vgg_{basis tag}[_bn]{depth}[sa][_v{n}]``, for example ``vgg_kagn11_v4``.
 
 * basis tag: the KAN basis (``kagn`` Gram, ``kaln`` Legendre, ... see ``BASIS_TAGS`` in ``_base.py``);
 * ``_bn``: bottleneck KAN convs (dim_reduction 8) with BatchNorm, like torch-conv-kan's ``VGGKAGN_BN``;
   without it, plain KAN convs with affine InstanceNorm (``VGGKAGN``);
 * depth 11/13/16/19 and width table v1 (no suffix), v2, v3 or v4 (``CFGS``). All registered models use
   width_scale 2, degree 5 for polynomial bases, dropout 0.15 (0.05 with ``_bn``) and a 0.25 head dropout,
-  the settings of the published checkpoints.
+  the settings of the published checkpoints;
+* ``sa`` after the depth: the last conv is a KAN self-attention block (``last_attention``, with
+  torch-conv-kan's unscaled scores), as in ``brivangl/vgg_kagn_bn11sa_v4``.
 """
 import re
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -270,15 +274,17 @@ def _create(variant: str, pretrained: bool = False, **kwargs) -> VGGKAN:
                                 feature_cfg=dict(flatten_sequential=True, out_indices=tuple(range(n))), **kwargs)
 
 
-def _name(tag: str, depth: int, version: str = "", bn: bool = False) -> str:
-    return f"vgg_{tag}{'_bn' if bn else ''}{depth}{'_' + version if version else ''}"
+def _name(tag: str, depth: int, version: str = "", bn: bool = False, sa: bool = False) -> str:
+    return f"vgg_{tag}{'_bn' if bn else ''}{depth}{'sa' if sa else ''}{'_' + version if version else ''}"
 
 
-def _variant(tag: str, depth: int, version: str = "", bn: bool = False) -> Dict[str, Any]:
+def _variant(tag: str, depth: int, version: str = "", bn: bool = False, sa: bool = False) -> Dict[str, Any]:
     args: Dict[str, Any] = dict(cfg=f"VGG{depth}{version}", basis=BASIS_TAGS[tag], width_scale=2,
                                 dropout=0.05 if bn else 0.15, drop_rate=0.25)
     if bn:
         args.update(bottleneck=True, norm_layer="batch")
+    if sa:  # torch-conv-kan's attention scores are not scaled by 1/sqrt(C')
+        args.update(last_attention=True, attn_kwargs=dict(scale=1.0))
     return args
 
 
@@ -288,6 +294,7 @@ for _d in _DEPTHS:
         VARIANTS[_name("kagn", _d, _v)] = _variant("kagn", _d, _v)
     VARIANTS[_name("kagn", _d, "v4", bn=True)] = _variant("kagn", _d, "v4", bn=True)
 VARIANTS[_name("kagn", 11, "v2", bn=True)] = _variant("kagn", 11, "v2", bn=True)
+VARIANTS[_name("kagn", 11, "v4", bn=True, sa=True)] = _variant("kagn", 11, "v4", bn=True, sa=True)
 for _t in BASIS_TAGS:
     if _t != "kagn":
         VARIANTS[_name(_t, 11, "v4")] = _variant(_t, 11, "v4")
@@ -301,28 +308,43 @@ def _vgg_cfg(name: str, **kwargs) -> Dict[str, Any]:
 
 
 # published ImageNet-1k checkpoints (torch-conv-kan README and reports/imagenet1k-vggs.md: ImageNet-1k val,
-# Resize 256, CenterCrop 224): name -> (top-1, top-5, peak learning rate of the 200-epoch AdamW run)
+# Resize 256, CenterCrop 224): name -> (top-1, top-5, peak learning rate of the 200-epoch AdamW run); None where
+# torch-conv-kan reports nothing (the SA checkpoint is on the Hub without a reported accuracy or recipe)
 _PUBLISHED = {
     "vgg_kagn11_v2": (59.1, 82.29, 9e-4),
     "vgg_kagn11_v4": (61.17, 83.26, 9e-4),
     "vgg_kagn_bn11_v4": (68.5, 88.46, 5e-4),
+    "vgg_kagn_bn11sa_v4": (None, None, None),
 }
 
 
-def _tck_cfg(name: str, top1: float, top5: float, lr: float) -> Dict[str, Any]:
+def _tck_cfg(name: str, top1: Optional[float], top5: Optional[float], lr: Optional[float]) -> Dict[str, Any]:
+    keys = (f"The Hub repo brivangl/{name} holds the torch-conv-kan state dict (model.safetensors); kanzoo converts "
+            f"its keys on load and reproduces the reference logits.")
+    common = dict(hf_hub_id=f"brivangl/{name}", license="mit", origin_url="https://github.com/IvanDrokin/torch-conv-kan",
+                  paper_name="Kolmogorov-Arnold Convolutions: Design Principles and Empirical Studies",
+                  dataset="imagenet-1k")
+    if top1 is None:
+        return _vgg_cfg(
+            name, **common, description="torch-conv-kan ImageNet-1k checkpoint (no accuracy reported upstream)",
+            notes=("no reported accuracy", "torch-conv-kan keys, converted on load"),
+            provenance=("Trained and published by Ivan Drokin (torch-conv-kan) on ImageNet-1k; pushed to the Hub "
+                        "around 2024-06-23. torch-conv-kan's README and reports give no accuracy or recipe for this "
+                        "checkpoint (commit 7a0e83c). Its architecture (VGG11v4, bottleneck Gram convs of degree 5, "
+                        "BatchNorm, width 2, self-attention in place of the last conv, no inner projection) is pinned "
+                        "by its parameter count as loaded strictly by a third-party project; the layer list of its "
+                        "model card, which shows two 512-filter convs before the attention, does not match the "
+                        "weights. " + keys))
     recipe = (f"200 epochs of AdamW (lr {lr:g}, weight decay 5e-6, 7,500 warmup steps, polynomial decay with power "
               f"0.3 to 1e-7)")
     return _vgg_cfg(
-        name, hf_hub_id=f"brivangl/{name}", license="mit", origin_url="https://github.com/IvanDrokin/torch-conv-kan",
-        paper_name="Kolmogorov-Arnold Convolutions: Design Principles and Empirical Studies",
+        name, **common,
         description=f"torch-conv-kan ImageNet-1k checkpoint; reported top-1 {top1}% (224², Resize 256, crop 224)",
         notes=(f"top-1 {top1}", "torch-conv-kan keys, converted on load"),
-        metrics={"top1": top1, "top5": top5}, dataset="imagenet-1k",
+        metrics={"top1": top1, "top5": top5},
         provenance=(f"Trained and published by Ivan Drokin (torch-conv-kan) on the 1,281,167 ImageNet-1k training "
                     f"images with random resized crops to 224, horizontal flips and AutoAugment (ImageNet or CIFAR-10 "
-                    f"policy); {recipe}. The Hub "
-                    f"repo brivangl/{name} holds the torch-conv-kan state dict (model.safetensors); kanzoo converts "
-                    f"its keys on load and reproduces the reference logits."))
+                    f"policy); {recipe}. " + keys))
 
 
 default_cfgs = generate_kan_cfgs({

@@ -1,6 +1,7 @@
-"""The three published torch-conv-kan ImageNet VGGs (golden cases ``hub_*``), with weights from the README's
-weight rule: reference keys -> kanzoo through ``from_reference`` (float64) and through the registered
-model's pretrained path and ``checkpoint_filter_fn`` (float32)."""
+"""The published torch-conv-kan ImageNet VGGs (golden cases ``hub_*`` of ``tck/`` and ``tck_extra/``), with weights
+from the README's weight rule: reference keys -> kanzoo through ``from_reference`` (float64) and through the
+registered model's pretrained path and ``checkpoint_filter_fn`` (float32). ``vgg_kagn_bn11_v4_opt`` has only an
+inferred configuration, which kanzoo refuses with a clear error (it is not registered)."""
 import pytest
 import torch
 
@@ -9,20 +10,33 @@ from kanzoo.compat.tck import from_reference
 from tests.support.golden import load_case, manifest
 from tests.support.weight_rule import check_rule_checksums, rule_state
 
-MAN = manifest("tck")
-HUB_CASES = [c for c in MAN["cases"] if c["name"].startswith("hub_")]
+#: golden folder of every hub case
+FOLDER = {c["name"]: d for d in ("tck", "tck_extra") for c in manifest(d)["cases"] if c["name"].startswith("hub_")}
+ALL_CASES = {c["name"]: c for d in ("tck", "tck_extra") for c in manifest(d)["cases"] if c["name"] in FOLDER}
+UNCONFIRMED = {"hub_vgg_kagn_bn11_v4_opt"}  # configuration inferred, not registered
+HUB_CASES = [c for n, c in ALL_CASES.items() if n not in UNCONFIRMED]
 
 
-def test_three_hub_cases():
-    assert sorted(c["name"] for c in HUB_CASES) == ["hub_vgg_kagn11_v2", "hub_vgg_kagn11_v4", "hub_vgg_kagn_bn11_v4"]
+def test_hub_cases():
+    assert sorted(ALL_CASES) == ["hub_vgg_kagn11_v2", "hub_vgg_kagn11_v4", "hub_vgg_kagn_bn11_v4",
+                                 "hub_vgg_kagn_bn11_v4_opt", "hub_vgg_kagn_bn11sa_v4"]
 
 
 @pytest.fixture(scope="module", params=HUB_CASES, ids=lambda c: c["name"])
 def hub(request):
     """(case, stored tensors, reference state dict), generated once per case."""
     case = request.param
-    t, _ = load_case("tck", case)
+    t, _ = load_case(FOLDER[case["name"]], case)
     return case, t, rule_state(case["weight_salt"], case["state_keys"])
+
+
+def test_unconfirmed_checkpoint_is_refused_not_guessed():
+    """The _opt checkpoint's inferred config flattens a 3×3 map into its classifier: kanzoo says so, and
+    registers neither the architecture under that name nor a tag."""
+    case = ALL_CASES["hub_vgg_kagn_bn11_v4_opt"]
+    with pytest.raises(ValueError, match=r"expected_feature_shape=\[3, 3\] flattens a pooled map"):
+        from_reference(case)
+    assert not kanzoo.list_models("vgg_kagn_bn11_v4_opt*")
 
 
 def test_rule_checksums(hub):

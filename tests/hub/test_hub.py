@@ -16,15 +16,16 @@ import kanzoo
 from kanzoo.hub import WeightsIntegrityError, WeightsNotFoundError, WeightsOfflineError
 from tests.support import REPO
 from tests.support.fakehub import set_offline
-from tests.support.golden import ROOT, load_case, manifest
+from tests.support.golden import load_case, tck_hub_cases, tck_hub_checkpoints
 from tests.support.hub_files import tiny_repo_files
 from tests.support.weight_rule import rule_state
 
-CASES = {c["name"][len("hub_"):]: c for c in manifest("tck")["cases"] if c["name"].startswith("hub_")}
+HUB_CASES = tck_hub_cases()
+CASES = {arch: case for arch, (_, case) in HUB_CASES.items()}
 
 
 def _hub_checkpoints():
-    return json.loads((Path(ROOT) / "tck" / "hub_checkpoints.json").read_text())["checkpoints"]
+    return tck_hub_checkpoints()
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def _publish(hub, arch, files):
 
 
 def _golden(arch):
-    t, _ = load_case("tck", CASES[arch])
+    t, _ = load_case(*HUB_CASES[arch])
     tol = CASES[arch]["tolerance"]["float32"]
     return t["input"].float(), t["output_fp32"], dict(atol=tol["atol"], rtol=tol["rtol"])
 

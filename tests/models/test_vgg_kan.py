@@ -12,7 +12,7 @@ from kanzoo.models.vgg_kan import CFGS, VGGKAN, checkpoint_filter_fn
 EXPECTED = sorted(
     [f"vgg_kagn{d}" for d in (11, 13, 16, 19)]
     + [f"vgg_kagn{d}_v{v}" for d in (11, 13, 16, 19) for v in (2, 3, 4)]
-    + [f"vgg_kagn_bn{d}_v4" for d in (11, 13, 16, 19)] + ["vgg_kagn_bn11_v2"]
+    + [f"vgg_kagn_bn{d}_v4" for d in (11, 13, 16, 19)] + ["vgg_kagn_bn11_v2", "vgg_kagn_bn11sa_v4"]
     + [f"vgg_{t}11_v4" for t in ("kaln", "kacn", "kajn", "kabn", "kan", "fastkan", "wavkan", "relukan")])
 
 
@@ -20,7 +20,8 @@ def test_registered_names():
     names = kanzoo.list_models("vgg_*")
     assert names == EXPECTED
     assert kanzoo.list_pretrained("vgg_*") == [
-        "vgg_kagn11_v2.tck_in1k", "vgg_kagn11_v4.tck_in1k", "vgg_kagn_bn11_v4.tck_in1k"]
+        "vgg_kagn11_v2.tck_in1k", "vgg_kagn11_v4.tck_in1k", "vgg_kagn_bn11_v4.tck_in1k",
+        "vgg_kagn_bn11sa_v4.tck_in1k"]
     # timm's own VGGs are untouched
     for n in ("vgg11", "vgg11_bn", "vgg19"):
         assert timm.models.get_pretrained_cfg(n) is not None

@@ -36,3 +36,28 @@ def load_case(name: str, case):
     t = load_file(str(ROOT / name / case["file"]))
     state = {k[len("state."):]: v for k, v in t.items() if k.startswith("state.")}
     return t, state
+
+
+#: golden folders with torch-conv-kan's published Hub checkpoints (cases ``hub_*``, ``hub_checkpoints.json``)
+TCK_HUB_FOLDERS = ("tck", "tck_extra")
+#: hub cases whose configuration is inferred, not confirmed: kanzoo registers no tag for them
+UNCONFIRMED_HUB_CASES = ("hub_vgg_kagn_bn11_v4_opt",)
+
+
+def tck_hub_cases(confirmed_only: bool = True):
+    """arch -> (golden folder, case) for torch-conv-kan's published checkpoints (``arch`` = the Hub repo name)."""
+    out = {}
+    for folder in TCK_HUB_FOLDERS:
+        for case in manifest(folder)["cases"]:
+            name = case["name"]
+            if name.startswith("hub_") and not (confirmed_only and name in UNCONFIRMED_HUB_CASES):
+                out[name[len("hub_"):]] = (folder, case)
+    return out
+
+
+def tck_hub_checkpoints():
+    """``brivangl/<arch>`` -> its record in the folders' ``hub_checkpoints.json``."""
+    out = {}
+    for folder in TCK_HUB_FOLDERS:
+        out.update(json.loads((ROOT / folder / "hub_checkpoints.json").read_text())["checkpoints"])
+    return out
