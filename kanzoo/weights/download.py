@@ -5,7 +5,8 @@ A Hub file is fetched with ``hf_hub_download`` (the user's ``HF_HOME``, ``HF_HUB
 ``pytorch_model.bin``. The file is checked against the cfg's ``sha256`` when one is recorded, otherwise against
 the Hub's own content hash (the ETag, which names the cached blob: sha256 for LFS files, git blob sha1
 otherwise). A mismatch removes the file from the cache and raises
-:class:`~kanzoo.errors.WeightsIntegrityError`.
+:class:`~kanzoo.errors.WeightsIntegrityError`. Partial downloads of the repo that have not been written to for a
+day are removed first (:mod:`kanzoo.weights.cache`).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from huggingface_hub.errors import (
 
 from .._version import __version__
 from ..errors import WeightsIntegrityError, WeightsNotFoundError, WeightsOfflineError, first_line
+from .cache import remove_stale_partial_downloads
 from .files import file_sha256, git_blob_sha1
 
 __all__ = ["WEIGHT_FILES", "split_hub_id", "verify_file", "offline_message", "fetch_file", "download_weights"]
@@ -199,6 +201,7 @@ def download_weights(
     """
     repo_id, pinned = split_hub_id(hf_hub_id)
     revision = revision or pinned
+    remove_stale_partial_downloads(repo_id, cache_dir)
     candidates = [filename] if filename else list(WEIGHT_FILES)
     missing: List[str] = []
     offline: Optional[BaseException] = None
