@@ -279,7 +279,9 @@ def main(argv=None):
     if args.reference:
         cols += ["ref fwd/proxy", "ref fb/proxy", "ref mem/proxy", "ref/kanzoo fwd", "ref/kanzoo fb"]
     cols += ["target", "status"]
-    rows = []
+    widths = [max(len(c), 9) for c in cols]
+    print(" | ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    print("-|-".join("-" * w for w in widths), flush=True)
     for name in names:
         fns = {"proxy_f": pf, "proxy_fb": pfb}
         model = build("kanzoo", name, args, device)
@@ -309,16 +311,10 @@ def main(argv=None):
                     None if rmem is None or not proxy_mem else rmem / proxy_mem, ratio["rf"], ratio["rfb"]]
         target = LAYERS[name][3]
         row += [target, status(target, ratio)]
-        rows.append(row)
-        print("  measured", name, file=sys.stderr, flush=True)
+        cells = row[:2] + [fmt(v) + ("x" if v is not None else "") for v in row[2:-2]] + row[-2:]
+        print(" | ".join(str(c).ljust(w) for c, w in zip(cells, widths)), flush=True)
     print(f"proxy: fwd {t['proxy_f'] * 1e3:.1f} ms, fwd+bwd {t['proxy_fb'] * 1e3:.1f} ms, "
           f"peak train memory {fmt(proxy_mem and proxy_mem / 2**20, 1)} MiB")
-    widths = [max(len(c), 9) for c in cols]
-    print(" | ".join(c.ljust(w) for c, w in zip(cols, widths)))
-    print("-|-".join("-" * w for w in widths))
-    for row in rows:
-        cells = row[:2] + [fmt(v) + ("x" if v is not None else "") for v in row[2:-2]] + row[-2:]
-        print(" | ".join(str(c).ljust(w) for c, w in zip(cells, widths)))
 
 
 def status(target, ratio):
