@@ -1,10 +1,12 @@
-"""Compiled kernels: the switch and the fallback shared by the compiled bases (the RSWAF basis of MLP-KAN's
-FasterKAN experts, the local B-spline basis of U-KAN's KAN layers) and KAT's group-rational activation
+"""Compiled kernels: the switch and the fallback shared by the compiled bases (every registered basis: the RSWAF
+basis of MLP-KAN's FasterKAN experts, the local B-spline basis, the recurrence bases, Bernstein, RBF, ReLU-KAN,
+wavelet), the edge-wise wavelet conv (:mod:`kanzoo.layers.wavelet_conv`) and KAT's group-rational activation
 (:mod:`kanzoo.layers.rational`).
 
 Each basis kernel is a plain function of torch ops (one elementwise pass for the values, one for the backward)
 run through ``torch.compile(fullgraph=True, dynamic=True)``: inductor emits one fused loop, C++ on CPU and
-Triton on GPU. The bases wrap them in a custom autograd function that saves only the basis input.
+Triton on GPU. The bases wrap them in a custom autograd function that saves only the basis input (and, with
+:class:`ParamBasisKernel`, the per-channel parameters, whose gradients the backward kernel also returns).
 
 A :class:`KernelSwitch` is one process-wide choice read from its environment variable unless set in code:
 ``KANZOO_BASIS_KERNEL`` (:func:`set_basis_kernel`) for the bases, ``KANZOO_RATIONAL_KERNEL``
