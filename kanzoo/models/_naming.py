@@ -3,7 +3,7 @@
 =======================================================  =========================================
 pattern                                                  examples
 =======================================================  =========================================
-``{family}_{basis}[_bn|_moe]{depth}[_v{n}]``              ``vgg_kagn11_v4``, ``resnet_kagn_bn50``,
+``{family}_{basis}[_bn|_moe]{depth}[sa][_v{n}]``          ``vgg_kagn11_v4``, ``resnet_kagn_bn50``,
   family: ``vgg``, ``resnet``, ``densenet``               ``densenet_kacn121``
 ``simple_conv_{basis}``, ``eight_simple_conv_{basis}``    ``simple_conv_kagn``
 ``ukanet_{basis}{depth}``                                 ``ukanet_kagn3``
@@ -16,7 +16,8 @@ pattern                                                  examples
 ``{basis}`` is one of the basis tags of :data:`kanzoo.models._base.BASIS_TAGS` (``kagn``: Gram,
 ``kaln``: Legendre, ``kacn``: Chebyshev, ``kajn``: Jacobi, ``kabn``: Bernstein, ``kan``: B-spline,
 ``fastkan``: Gaussian RBF, ``wavkan``: wavelet, ``relukan``: ReLU-KAN). ``_bn`` marks the variant with a
-bottleneck KAN conv, ``_moe`` the mixture-of-experts variant, ``_v{n}`` a revision of an architecture
+bottleneck KAN conv, ``_moe`` the mixture-of-experts variant, ``sa`` a self-attention block in place of the
+last conv, ``_v{n}`` a revision of an architecture
 (torch-conv-kan's ``VGG..._v2``/``_v4``). Pretrained weights are tags: ``name.{recipe}_{dataset}``.
 """
 import re
@@ -26,7 +27,7 @@ from ._base import BASIS_TAGS
 
 __all__ = ["CNN_FAMILIES", "NAME_PATTERNS", "SCHEME", "parse_model_name"]
 
-#: classification families that follow ``{family}_{basis}[_bn|_moe]{depth}[_v{n}]``
+#: classification families that follow ``{family}_{basis}[_bn|_moe]{depth}[sa][_v{n}]``
 CNN_FAMILIES = ("vgg", "resnet", "densenet")
 
 # longest tag first, so that an alternation never stops at a tag that prefixes another one
@@ -34,9 +35,9 @@ _BASIS = "|".join(sorted(map(re.escape, BASIS_TAGS), key=lambda t: (-len(t), t))
 
 #: scheme name -> (readable form, regex with named groups family/basis/variant/depth/version)
 SCHEME: Dict[str, tuple] = {
-    "cnn": ("{family}_{basis}[_bn|_moe]{depth}[_v{n}]",
+    "cnn": ("{family}_{basis}[_bn|_moe]{depth}[sa][_v{n}]",
             rf"(?P<family>{'|'.join(CNN_FAMILIES)})_(?P<basis>{_BASIS})(?:_(?P<variant>bn|moe))?"
-            rf"(?P<depth>\d+)(?:_v(?P<version>\d+))?"),
+            rf"(?P<depth>\d+)(?P<attention>sa)?(?:_v(?P<version>\d+))?"),
     "simple_conv": ("simple_conv_{basis}, eight_simple_conv_{basis}",
                     rf"(?P<family>simple_conv|eight_simple_conv)_(?P<basis>{_BASIS})"),
     "ukanet": ("ukanet_{basis}{depth}", rf"(?P<family>ukanet)_(?P<basis>{_BASIS})(?P<depth>\d+)"),

@@ -135,7 +135,7 @@ def test_construction_errors():
         KAT(embed_dim=100, num_heads=4, depth=1)
     with pytest.raises(TypeError, match="KAT builds its own mlp_layer"):
         KAT(depth=1, mlp_layer=torch.nn.Identity)
-    with pytest.raises(ValueError, match="width_scale must be > 0"):
+    with pytest.raises(ValueError, match="width_scale must be a number > 0, got 0"):
         kanzoo.create_model("kat_tiny_patch16_224", width_scale=0)
     with pytest.raises(ValueError, match="unknown rational init mode 'relu6'"):
         kanzoo.create_model("kat_tiny_patch16_224", act_init="relu6", depth=1)
