@@ -286,7 +286,7 @@ class MoEKANConvNd(nn.Module):
         Returns ``(top_idx (N, k), top_gates (N, k), gates (N, E) dense, load (E,))``, all computed in the
         parameters' dtype with autocast disabled (a low-precision router can flip expert choices).
         """
-        if torch.jit.is_scripting():
+        if torch.jit.is_scripting() or m.is_meta:  # autocast has no meta device (shape-only runs need none)
             return self._gate(m)
         with torch.autocast(device_type=m.device.type, enabled=False):
             return self._gate(m)
@@ -326,7 +326,7 @@ class MoEKANConvNd(nn.Module):
             raise ValueError(f"MoEKANConvNd expects input (N, {self.in_channels}, *spatial), got {list(x.shape)}")
         top_idx, top_gates, gates, load = self.gate(x.flatten(2).mean(-1))
         cf = self.capacity_factor
-        if x.shape[0] > 0 and (cf is not None or static_dispatch_required()):
+        if x.shape[0] > 0 and (cf is not None or static_dispatch_required() or x.is_meta):  # meta: shapes only
             capacity = expert_capacity(x.shape[0], self.top_k, self.num_experts, cf)
             y, keep = self._dispatch_static(x, top_idx, top_gates, capacity)
             self.dropped_fraction = 1.0 - keep.float().mean()

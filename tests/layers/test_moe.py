@@ -435,3 +435,12 @@ def test_capacity_path_scripts():
         a, b = (a[0], b[0]) if isinstance(a, tuple) else (a, b)
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
         assert torch.equal(s.dropped_fraction, m.dropped_fraction)
+
+
+def test_conv_moe_runs_on_the_meta_device():
+    """Shape-only runs (timm's meta-device cfg test, FLOP counting) route through the fixed-shape dispatch:
+    autocast and the data-dependent split have no meta implementation."""
+    with torch.device("meta"):
+        layer = MoEKANConvNd(4, 6, 3, padding=1, num_experts=3, top_k=2).eval()
+        y, aux = layer(torch.randn(2, 4, 5, 5))
+    assert y.is_meta and y.shape == (2, 6, 5, 5) and aux.is_meta
