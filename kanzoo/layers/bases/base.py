@@ -12,6 +12,8 @@ import torch
 from timm.layers import register_notrace_module
 from torch import nn
 
+from .._utils import is_symbolic
+
 #: per-element FLOPs of activations by name (KANbeFair's table, arXiv 2407.16674: exp counts 1, so sigmoid = 4,
 #: silu = 5, tanh = 6, gelu's tanh form = 14)
 ACT_FLOPS: Dict[str, int] = {"zero": 0, "identity": 0, "relu": 1, "square_relu": 2, "sigmoid": 4, "silu": 5,
@@ -120,6 +122,22 @@ class Basis(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_basis={self.num_basis}"
+
+
+class KernelFirst(nn.Module):
+    """Mixin for bases with a compiled kernel: ``forward`` runs ``_forward_kernel(x, prefix)`` (None where the
+    switch or the input rule it out) and otherwise ``forward_eager(x, prefix)``, the formula that TorchScript,
+    tracing, FX and export always take. Put it before :class:`Basis` in the bases of the class."""
+
+    def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if not torch.jit.is_scripting() and not torch.jit.is_tracing() and not is_symbolic(x):
+            out = self._forward_kernel(x, prefix)
+            if out is not None:
+                return out
+        return self.forward_eager(x, prefix)
+
+    def forward_eager(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
+        raise NotImplementedError
 
 
 class CompilableValues(nn.Module):

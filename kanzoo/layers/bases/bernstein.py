@@ -6,9 +6,8 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from .._utils import is_symbolic
 from . import kernels as KK
-from .base import Basis, check_degree, stack_basis
+from .base import Basis, KernelFirst, check_degree, stack_basis
 
 
 # ------------------------------------------------------------------------------------------------ compiled kernel
@@ -44,7 +43,7 @@ def _grad_input_kernel(x: torch.Tensor, grad: torch.Tensor, coef: torch.Tensor) 
 KERNEL = KK.BasisKernel(_values_kernel, _grad_input_kernel)
 
 
-class BernsteinBasis(Basis):
+class BernsteinBasis(KernelFirst, Basis):
     r"""Bernstein polynomials of :math:`s = \sigma(x)` (logistic sigmoid), a partition of unity on [0, 1].
 
     .. math:: B_{k,n}(s) = \binom{n}{k}\, s^k (1-s)^{n-k},\qquad k = 0..n
@@ -86,13 +85,6 @@ class BernsteinBasis(Basis):
             cached = (key, coef)
             self.__dict__["_kernel_cache"] = cached
         return KERNEL(x, prefix, (cached[1],), self.num_basis, kernel)
-
-    def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if not torch.jit.is_scripting() and not torch.jit.is_tracing() and not is_symbolic(x):
-            out = self._forward_kernel(x, prefix)
-            if out is not None:
-                return out
-        return self.forward_eager(x, prefix)
 
     def forward_eager(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The basis by the eager formula (TorchScript, tracing, export, small inputs)."""

@@ -7,9 +7,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .._utils import is_symbolic
 from . import kernels as KK
-from .base import Basis, cat_basis, check_count
+from .base import Basis, KernelFirst, cat_basis, check_count
 
 
 # ------------------------------------------------------------------------------------------------ compiled kernel
@@ -33,7 +32,7 @@ def _backward_kernel(x: torch.Tensor, grad: torch.Tensor, low: torch.Tensor, hig
 KERNEL = KK.ParamBasisKernel(_values_kernel, _backward_kernel)
 
 
-class ReLUBasis(Basis):
+class ReLUBasis(KernelFirst, Basis):
     r"""Squared products of two ReLUs: smooth bumps with learnable per-channel phases.
 
     .. math:: B_{c,j}(x) = \big(r\,\mathrm{ReLU}(x - l_{c,j})\,\mathrm{ReLU}(h_{c,j} - x)\big)^2,\quad
@@ -83,13 +82,6 @@ class ReLUBasis(Basis):
         if kernel is None or low.dtype != x.dtype or KK.eager_only(low):
             return None
         return KERNEL(x, prefix, (low, high), (self.r,), self.num_basis, kernel)
-
-    def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if not torch.jit.is_scripting() and not torch.jit.is_tracing() and not is_symbolic(x):
-            out = self._forward_kernel(x, prefix)
-            if out is not None:
-                return out
-        return self.forward_eager(x, prefix)
 
     def forward_eager(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The basis by the eager formula (TorchScript, tracing, export, small inputs)."""

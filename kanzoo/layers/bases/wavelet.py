@@ -8,9 +8,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .._utils import is_symbolic
 from . import kernels as KK
-from .base import Basis, cat_basis, check_count
+from .base import Basis, KernelFirst, cat_basis, check_count
 
 WAVELETS = ("mexican_hat", "morlet", "dog", "meyer", "shannon")
 #: FLOPs of the mother wavelet ψ(u) at one point (see :func:`wavelet`)
@@ -108,7 +107,7 @@ def _backward_kernel(x: torch.Tensor, grad: torch.Tensor, translation: torch.Ten
 KERNEL = KK.ParamBasisKernel(_values_kernel, _backward_kernel)
 
 
-class WaveletBasis(Basis):
+class WaveletBasis(KernelFirst, Basis):
     r"""F dilated and translated copies of a mother wavelet per input channel.
 
     .. math:: B_{c,j}(x) = \psi\big((x - \tau_{c,j}) / s_{c,j}\big)
@@ -160,13 +159,6 @@ class WaveletBasis(Basis):
         if kernel is None or t.dtype != x.dtype or s.dtype != x.dtype or KK.eager_only(t):
             return None
         return KERNEL(x, prefix, (t, s), (self.wavelet_type,), self.num_basis, kernel)
-
-    def forward(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if not torch.jit.is_scripting() and not torch.jit.is_tracing() and not is_symbolic(x):
-            out = self._forward_kernel(x, prefix)
-            if out is not None:
-                return out
-        return self.forward_eager(x, prefix)
 
     def forward_eager(self, x: torch.Tensor, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The basis by the eager formula (TorchScript, tracing, export, small inputs)."""
