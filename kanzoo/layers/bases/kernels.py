@@ -170,6 +170,13 @@ def run(fn: Callable, requested: str, *args):
         return BASIS_KERNEL.call(lambda *a: compiled(fn)(*a), fn, requested, *args, stacklevel=6)
 
 
+def _with_prefix(values: Callable) -> Callable:
+    """``values`` with a first slot holding ``prefix`` (a kernel of its own: the cat fuses into the loop)."""
+    def values_with_prefix(x: torch.Tensor, prefix: torch.Tensor, *rest):
+        return torch.cat([prefix.unsqueeze(2), values(x, *rest)], dim=2)
+    return values_with_prefix
+
+
 class BasisKernel:
     """A basis evaluated by compiled kernels, from two plain functions of x flattened to (N, C, S):
     ``values(x, *consts) -> (N, C, F, S)`` and ``grad_input(x, grad, *consts) -> (N, C, S)``, the sum over j of
@@ -179,11 +186,7 @@ class BasisKernel:
     def __init__(self, values: Callable, grad_input: Callable):
         self.values = values
         self.grad_input = grad_input
-
-        def values_with_prefix(x: torch.Tensor, prefix: torch.Tensor, *consts):
-            return torch.cat([prefix.unsqueeze(2), values(x, *consts)], dim=2)
-
-        self.values_with_prefix = values_with_prefix
+        self.values_with_prefix = _with_prefix(values)
 
     def evaluate(self, x: torch.Tensor, prefix: Optional[torch.Tensor], consts: tuple, num_basis: int,
                  kernel: str) -> torch.Tensor:
@@ -238,11 +241,7 @@ class ParamBasisKernel:
     def __init__(self, values: Callable, backward: Callable):
         self.values = values
         self.backward = backward
-
-        def values_with_prefix(x: torch.Tensor, prefix: torch.Tensor, *rest):
-            return torch.cat([prefix.unsqueeze(2), values(x, *rest)], dim=2)
-
-        self.values_with_prefix = values_with_prefix
+        self.values_with_prefix = _with_prefix(values)
 
     def evaluate(self, x: torch.Tensor, prefix: Optional[torch.Tensor], params: tuple, consts: tuple,
                  num_basis: int, kernel: str) -> torch.Tensor:
