@@ -7,14 +7,12 @@ import torch
 
 import kanzoo
 from kanzoo.compat.tck import from_reference
-from tests.support.golden import load_case, manifest
+from tests.support.golden import UNCONFIRMED_HUB_CASES, load_case, tck_hub_cases
 from tests.support.weight_rule import check_rule_checksums, rule_state
 
-#: golden folder of every hub case
-FOLDER = {c["name"]: d for d in ("tck", "tck_extra") for c in manifest(d)["cases"] if c["name"].startswith("hub_")}
-ALL_CASES = {c["name"]: c for d in ("tck", "tck_extra") for c in manifest(d)["cases"] if c["name"] in FOLDER}
-UNCONFIRMED = {"hub_vgg_kagn_bn11_v4_opt"}  # configuration inferred, not registered
-HUB_CASES = [c for n, c in ALL_CASES.items() if n not in UNCONFIRMED]
+#: "hub_<arch>" -> (golden folder, case), confirmed and inferred configurations alike
+ALL_CASES = {f"hub_{arch}": fc for arch, fc in tck_hub_cases(confirmed_only=False).items()}
+HUB_CASES = [fc for n, fc in ALL_CASES.items() if n not in UNCONFIRMED_HUB_CASES]
 
 
 def test_hub_cases():
@@ -22,18 +20,18 @@ def test_hub_cases():
                                  "hub_vgg_kagn_bn11_v4_opt", "hub_vgg_kagn_bn11sa_v4"]
 
 
-@pytest.fixture(scope="module", params=HUB_CASES, ids=lambda c: c["name"])
+@pytest.fixture(scope="module", params=HUB_CASES, ids=lambda fc: fc[1]["name"])
 def hub(request):
     """(case, stored tensors, reference state dict), generated once per case."""
-    case = request.param
-    t, _ = load_case(FOLDER[case["name"]], case)
+    folder, case = request.param
+    t, _ = load_case(folder, case)
     return case, t, rule_state(case["weight_salt"], case["state_keys"])
 
 
 def test_unconfirmed_checkpoint_is_refused_not_guessed():
     """The _opt checkpoint's inferred config flattens a 3×3 map into its classifier: kanzoo says so, and
     registers neither the architecture under that name nor a tag."""
-    case = ALL_CASES["hub_vgg_kagn_bn11_v4_opt"]
+    _, case = ALL_CASES["hub_vgg_kagn_bn11_v4_opt"]
     with pytest.raises(ValueError, match=r"expected_feature_shape=\[3, 3\] flattens a pooled map"):
         from_reference(case)
     assert not kanzoo.list_models("vgg_kagn_bn11_v4_opt*")
