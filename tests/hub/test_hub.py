@@ -24,10 +24,6 @@ HUB_CASES = tck_hub_cases()
 CASES = {arch: case for arch, (_, case) in HUB_CASES.items()}
 
 
-def _hub_checkpoints():
-    return tck_hub_checkpoints()
-
-
 @pytest.fixture(scope="module")
 def upstream_files():
     """arch -> the files of its upstream repo (config.json as PyTorchModelHubMixin writes it, model.safetensors
@@ -37,7 +33,7 @@ def upstream_files():
     def get(arch):
         if arch not in cache:
             case = CASES[arch]
-            info = _hub_checkpoints()[f"brivangl/{arch}"]
+            info = tck_hub_checkpoints()[f"brivangl/{arch}"]
             state = rule_state(case["weight_salt"], case["state_keys"])
             config = json.dumps(info["config_json"], indent=2, sort_keys=True)
             cache[arch] = {"config.json": config.encode(),
