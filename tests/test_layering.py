@@ -1,4 +1,4 @@
-"""kanzoo's imports run one way: errors/io → layers → weights → models → (compat, hub, peft, export, profile,
+"""kanzoo's imports run one way: errors/io → layers → weights/recipes → models → (compat, hub, peft, export, profile,
 metrics) → workflows → cli. Read from the source with ``ast``, so the rule stays true as the code changes."""
 import ast
 from pathlib import Path
@@ -14,7 +14,7 @@ PACKAGE = Path(kanzoo.__file__).parent
 TIERS: Dict[str, int] = {
     "kanzoo._version": 0, "kanzoo.errors": 0, "kanzoo.io": 0,
     "kanzoo.layers": 1,
-    "kanzoo.weights": 2,
+    "kanzoo.weights": 2, "kanzoo.recipes": 2,
     "kanzoo.models": 3,
     "kanzoo.compat": 4, "kanzoo.hub": 4, "kanzoo.peft": 4, "kanzoo.export": 4, "kanzoo.profile": 4,
     "kanzoo.metrics": 4,
