@@ -16,6 +16,7 @@ from ..io import atomic_write_text
 from ..models import create_model, list_models, list_pretrained
 from ..models._base import model_task
 from ..profile import count_macs
+from ..weights import Upstream, is_full_commit
 
 #: bibliographic facts for the papers kanzoo's cfgs cite: arXiv id -> (BibTeX key, authors, title, year)
 PAPERS = {
@@ -183,12 +184,39 @@ def model_card(name_or_model: Union[str, nn.Module], name: Optional[str] = None,
 
     family = type(model).__module__.rsplit(".", 1)[-1].replace("_", "")  # kanzoo convert --from FAMILY
     lines += ["## Usage", ""] + _usage(name, family, task, announced)
-    if provenance:
-        lines += ["## Provenance", "", provenance, ""]
+    upstream = getattr(registered, "upstream", None)
+    if provenance or upstream is not None:
+        lines += ["## Provenance", ""]
+        lines += [provenance, ""] if provenance else []
+        lines += provenance_lines(upstream, cfg.get("license"), metrics) if upstream is not None else []
     bib = [b for b in (_bibtex(p) for p in papers) if b]
     if bib:
         lines += ["## Citation", "", "```bibtex", "\n\n".join(bib), "```", ""]
     return "\n".join(lines)
+
+
+def provenance_lines(upstream: Upstream, license: Optional[str], metrics: Optional[Dict[str, float]]) -> List[str]:
+    """The card's record of an upstream file: where, which revision, which hash, whether that pins the download,
+    where the metrics come from, the license, and how to reproduce kanzoo's copy."""
+    rev = f"`{upstream.revision}`: {upstream.revision_note}" if upstream.revision else upstream.revision_note
+    pin = ("yes, by " + " and ".join(w for w, on in (("the full commit", is_full_commit(upstream.revision)),
+                                                      ("the sha256", upstream.sha256 is not None)) if on)
+           if upstream.pinned else "no (see the revision line)")
+    out = [
+        f"- **Upstream file:** {upstream.location}",
+        f"- **Revision:** {rev}",
+        f"- **sha256:** `{upstream.sha256}`" if upstream.sha256 else "- **sha256:** not published",
+        f"- **Download pinned:** {pin}",
+    ]
+    if metrics:
+        out += [f"- **Published metrics:** {upstream.metrics_source or 'source not recorded'}",
+                f"- **Weights the metrics belong to:** {upstream.metrics_revision}"]
+    else:
+        out.append(f"- **Published metrics:** none ({upstream.metrics_revision})")
+    if license:
+        out.append(f"- **License:** {license} (as published upstream)")
+    out += [f"- **Reproduce:** {upstream.convert}", ""]
+    return out
 
 
 def _usage(name: str, family: str, task: str, announced: bool) -> List[str]:

@@ -14,7 +14,7 @@ from timm.models._manipulate import checkpoint
 from torch import nn
 
 from ..layers.bases import basis_tags, get_basis_class, polynomial_bases
-from ..weights import fit_state_dict, resolve_pretrained_state, unwrap_checkpoint, weight_source
+from ..weights import Upstream, fit_state_dict, resolve_pretrained_state, unwrap_checkpoint, weight_source
 from ._args import check_model_args, pool_error
 
 #: the KAN basis behind each name tag used in model names (``vgg_kagn11``: Gram basis), from the bases' own
@@ -51,7 +51,7 @@ def _cfg(url: str = "", **kwargs) -> Dict[str, Any]:
 
 #: fields kanzoo adds to timm's pretrained cfg; they stay on the cfg object and never reach
 #: ``model.pretrained_cfg`` or a pushed config.json, which timm must still be able to read
-KANZOO_CFG_FIELDS = ("sha256", "metrics", "dataset", "provenance")
+KANZOO_CFG_FIELDS = ("sha256", "metrics", "dataset", "provenance", "upstream")
 
 
 @dataclasses.dataclass
@@ -63,12 +63,15 @@ class KANPretrainedCfg(PretrainedCfg):
         metrics: published evaluation results, e.g. ``{"top1": 61.17, "top5": 83.26}`` (percent).
         dataset: Hub id of the training/evaluation dataset (``"imagenet-1k"``).
         provenance: where the weights come from and how they were trained, one paragraph.
+        upstream: the published file the weights come from, with its revision and hash
+            (:class:`~kanzoo.weights.Upstream`); set on every tag whose weights someone else published.
     """
 
     sha256: Optional[str] = None
     metrics: Optional[Dict[str, float]] = None
     dataset: Optional[str] = None
     provenance: Optional[str] = None
+    upstream: Optional[Upstream] = None
 
     def to_dict(self, remove_source: bool = False, remove_null: bool = True) -> Dict[str, Any]:
         # dataclasses.asdict deep-copies values: keep an in-memory state dict out of it (no second copy of the weights)

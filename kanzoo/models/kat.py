@@ -32,6 +32,7 @@ from timm.models.vision_transformer import checkpoint_filter_fn as _vit_filter_f
 from torch import nn
 
 from ..layers.rational import GRKANMlp, GroupRational, group_rational
+from ..weights import Upstream
 from ._base import _cfg, build_kan_model, generate_kan_cfgs, register_variants, unwrap_checkpoint
 
 __all__ = ["KAT", "GRKANMlp", "checkpoint_filter_fn", "rational_gain"]
@@ -234,8 +235,32 @@ _PUBLISHED = {
 }
 _DROP_PATH = {"tiny": 0.1, "small": 0.1, "base": 0.4}
 
+#: Hub repo -> the commit that added its pytorch_model.bin ("Add model"), abbreviated as in the public record
+_WEIGHT_COMMITS = {
+    "adamdad/kat_tiny_patch16_224": "46ebed4", "adamdad/kat_tiny_patch16_224.vitft": "e393609",
+    "adamdad/kat_small_patch16_224": "a9dd937", "adamdad/kat_small_patch16_224.vitft": "70a4328",
+    "adamdad/kat_base_patch16_224": "5d5fa31", "adamdad/kat_base_patch16_224.vitft": "5c3b905",
+}
 
-def _published_cfg(size: str, repo: str, top1: float, sha256: Optional[str], vit: Optional[str]) -> Dict[str, Any]:
+
+def _kat_upstream(size: str, tag: str, repo: str, sha256: Optional[str]) -> Upstream:
+    commit = _WEIGHT_COMMITS[repo]
+    pin = ("its sha256 pins the download" if sha256 else
+           "neither a full commit id nor the file's sha256 is in the public record, so the download reads main, "
+           "checked against the Hub's sha256 (ETag)")
+    return Upstream(
+        repo=repo, file="pytorch_model.bin", revision=commit,
+        revision_note=f"the commit that added pytorch_model.bin (\"Add model\", abbreviated); {pin}",
+        sha256=sha256, metrics_source="Adamdad/kat README, ImageNet-1k table (Adamdad/kat@ecb0eb7)",
+        metrics_revision=(f"the file of {commit}" + (" with this sha256" if sha256 else "") +
+                          "; the KAT README names no revision"),
+        convert=(f"the upstream file holds kanzoo's keys: kanzoo.create_model('kat_{size}_patch16_224.{tag}', "
+                 f"pretrained=True) loads it strictly; `kanzoo release` rewrites it as model.safetensors"))
+
+
+def _published_cfg(size: str, tag: str, repo: str, top1: float, sha256: Optional[str], vit: Optional[str]
+                   ) -> Dict[str, Any]:
+    upstream = _kat_upstream(size, tag, repo, sha256)
     setup = f"initialised from {vit.split(' (')[0]} weights" if vit else "trained from scratch"
     start = (f"Initialised from the {vit} checkpoint, then trained" if vit else "Trained from scratch")
     provenance = (
@@ -249,7 +274,8 @@ def _published_cfg(size: str, repo: str, top1: float, sha256: Optional[str], vit
         f"strictly without conversion. The top-1 accuracy is the one the KAT README reports (ImageNet-1k val, "
         f"resize 256 bicubic, center crop 224); kanzoo has not re-measured it.")
     return _kat_cfg(
-        hf_hub_id=repo, hf_hub_filename="pytorch_model.bin", sha256=sha256, license="apache-2.0",
+        hf_hub_id=upstream.hub_id, hf_hub_filename="pytorch_model.bin", sha256=sha256, upstream=upstream,
+        license="apache-2.0",
         description=f"KAT-{size.capitalize()} ImageNet-1k checkpoint, {setup}; reported top-1 {top1}% (224², "
                     f"resize 256, crop 224)",
         notes=(f"top-1 {top1} (reported)", "reference keys, loaded strictly"),
@@ -257,7 +283,7 @@ def _published_cfg(size: str, repo: str, top1: float, sha256: Optional[str], vit
 
 
 default_cfgs = generate_kan_cfgs({
-    **{f"kat_{size}_patch16_224.{tag}": _published_cfg(size, *entry)
+    **{f"kat_{size}_patch16_224.{tag}": _published_cfg(size, tag, *entry)
        for size, tags in _PUBLISHED.items() for tag, entry in tags.items()},
     **{name: _kat_cfg() for name in VARIANTS if "_gelu_" in name or "_swish_" in name},
 })

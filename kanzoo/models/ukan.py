@@ -36,6 +36,7 @@ from torch import nn
 
 from ..layers import SplineKANLinear, TokenKANBlock
 from ..layers._utils import is_symbolic
+from ..weights import Upstream
 from ._base import _cfg, build_kan_model, generate_kan_cfgs, register_variants, unwrap_checkpoint
 from ._kan_segmenter import seg_head
 
@@ -484,8 +485,20 @@ _RELEASED = {
 }
 
 
-def _released_cfg(dataset: str, side: int, iou: float, f1: float) -> Dict[str, Any]:
+def _released_upstream(tag: str) -> Upstream:
+    return Upstream(
+        repo="https://github.com/CUHK-AIM-Group/U-KAN", host="onedrive", file="model.pth", revision="b20bf63",
+        revision_note=("the U-KAN repository commit whose README links the checkpoints and whose Seg_UKAN code "
+                       "kanzoo reproduces; the OneDrive files have no revision and their sha256 is not published, "
+                       "so a converted copy records the hash of the file it was made from"),
+        metrics_source="U-KAN README, segmentation results table (CUHK-AIM-Group/U-KAN@b20bf63)",
+        metrics_revision="the released checkpoint (a single run, per the README; the paper averages 3 runs)",
+        convert=f"kanzoo convert --from ukan model.pth {tag}/ (strict; every tensor of the file is used)")
+
+
+def _released_cfg(tag: str, dataset: str, side: int, iou: float, f1: float) -> Dict[str, Any]:
     return _ukan_cfg(
+        upstream=_released_upstream(tag),
         input_size=(3, side, side), metrics={"iou": iou, "f1": f1}, dataset=dataset,
         description=f"U-KAN segmentation checkpoint for {dataset} (binary); reported IoU {iou}, F1 {f1}",
         provenance=(f"Trained and released by the U-KAN authors (CUHK-AIM-Group/U-KAN, MIT licence) on {dataset}, "
@@ -498,7 +511,7 @@ def _released_cfg(dataset: str, side: int, iou: float, f1: float) -> Dict[str, A
 
 default_cfgs = generate_kan_cfgs({
     "ukan_small": _ukan_cfg(),
-    **{f"ukan_small.{tag}": _released_cfg(*v) for tag, v in _RELEASED.items()},
+    **{f"ukan_small.{tag}": _released_cfg(tag, *v) for tag, v in _RELEASED.items()},
     "ukan_base": _ukan_cfg(),
     "ukan_large": _ukan_cfg(paper_ids=(PAPER_UKAN, PAPER_CROP), origin_url=(
         "https://github.com/DarthReca/crop-field-segmentation-ukan")),

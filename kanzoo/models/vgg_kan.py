@@ -28,6 +28,7 @@ from timm.models._manipulate import checkpoint_seq
 from torch import nn
 
 from ..layers import BottleneckKANConv2d, KANConv2d, KANSelfAttention
+from ..weights import Upstream
 from ._base import (
     BASIS_TAGS,
     PAPER_TCK,
@@ -317,11 +318,38 @@ _PUBLISHED = {
     "vgg_kagn_bn11sa_v4": (None, None, None),
 }
 
+_NO_FULL_COMMIT = ("only abbreviated commits are public, so the download reads main, checked against the Hub's "
+                   "sha256 (ETag); the file's own sha256 is not in the public record")
+_TCK_METRICS = "torch-conv-kan README and reports/imagenet1k-vggs.md (IvanDrokin/torch-conv-kan@7a0e83c)"
+
+#: the Hub commit each tag was checked against (configuration, key layout, model card), as the public record shows it
+_REVISIONS = {
+    "vgg_kagn11_v2": ("23d48b2", "the model-card commit of 2024-05-31, the only commit of this repo in the public "
+                                 "record"),
+    "vgg_kagn11_v4": ("a2327bf", "the commit of config.json (seen verbatim, 276 bytes), one of the three commits "
+                                 "813869c, a2327bf, fb138fe of 2024-06-01"),
+    "vgg_kagn_bn11_v4": ("7f5bcc9", "main as seen in the public record (6 commits; an older commit c17b7ec exists)"),
+    "vgg_kagn_bn11sa_v4": (None, "no commit of this repo is in the public record (pushed around 2024-06-23)"),
+}
+
+
+def _tck_upstream(name: str, reported: bool) -> Upstream:
+    revision, seen = _REVISIONS[name]
+    return Upstream(
+        repo=f"brivangl/{name}", file="model.safetensors", revision=revision,
+        revision_note=f"{seen}; {_NO_FULL_COMMIT}", metrics_source=_TCK_METRICS if reported else None,
+        metrics_revision=("unknown: torch-conv-kan does not say which Hub upload its accuracy table belongs to"
+                          if reported else "no accuracy is published"),
+        convert=(f"kanzoo.create_model('{name}.tck_in1k', pretrained=True) reads the upstream file and converts "
+                 f"torch-conv-kan's keys (checkpoint_filter_fn); `kanzoo release --tags {name}.tck_in1k` writes the "
+                 f"converted model.safetensors"))
+
 
 def _tck_cfg(name: str, top1: Optional[float], top5: Optional[float], lr: Optional[float]) -> Dict[str, Any]:
     keys = (f"The Hub repo brivangl/{name} holds the torch-conv-kan state dict (model.safetensors); kanzoo converts "
             f"its keys on load and reproduces the reference logits.")
-    common = dict(hf_hub_id=f"brivangl/{name}", license="mit", origin_url="https://github.com/IvanDrokin/torch-conv-kan",
+    upstream = _tck_upstream(name, top1 is not None)
+    common = dict(hf_hub_id=upstream.hub_id, upstream=upstream, license="mit", origin_url="https://github.com/IvanDrokin/torch-conv-kan",
                   paper_name="Kolmogorov-Arnold Convolutions: Design Principles and Empirical Studies",
                   dataset="imagenet-1k")
     if top1 is None:

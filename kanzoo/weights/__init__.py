@@ -25,12 +25,13 @@ from ..errors import (
 from .checkpoint import describe_mismatch, fit_state_dict, load_state_strict, state_mismatch, unwrap_checkpoint
 from .download import WEIGHT_FILES, download_weights, fetch_file, offline_message, split_hub_id, verify_file
 from .files import LOCAL_FILES, file_sha256, git_blob_sha1, load_state_file
+from .provenance import HOSTS, Upstream, is_full_commit
 from .resolve import resolve_pretrained_state, weight_source
 
 __all__ = [
-    "NoPretrainedWeightsError", "PretrainedWeightsError", "WeightsFileError", "WeightsIntegrityError",
+    "HOSTS", "NoPretrainedWeightsError", "PretrainedWeightsError", "WeightsFileError", "WeightsIntegrityError",
     "WeightsMismatchError", "WeightsNotFoundError", "WeightsOfflineError", "LOCAL_FILES", "WEIGHT_FILES",
     "describe_mismatch", "download_weights", "fetch_file", "file_sha256", "fit_state_dict", "git_blob_sha1",
-    "load_state_file", "load_state_strict", "offline_message", "resolve_pretrained_state", "split_hub_id",
-    "state_mismatch", "unwrap_checkpoint", "verify_file", "weight_source",
+    "is_full_commit", "load_state_file", "load_state_strict", "offline_message", "resolve_pretrained_state",
+    "split_hub_id", "state_mismatch", "unwrap_checkpoint", "Upstream", "verify_file", "weight_source",
 ]
