@@ -1,6 +1,7 @@
 """The training recipes shipped in kanzoo/recipes: one per pretrained tag, every value cited, every key a timm
 train.py argument (or a kanzoo_* extra), and each file readable as timm's train.py reads a --config."""
 import argparse
+import functools
 import re
 import sys
 from pathlib import Path
@@ -32,9 +33,10 @@ CITATION = re.compile(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}:\S+")
 CHOICE = "kanzoo choice: "
 
 
+@functools.lru_cache(maxsize=None)
 def _tags():
     archs = set(kanzoo.list_models())
-    return sorted(n for n in timm.list_models(include_tags=True) if "." in n and n.split(".", 1)[0] in archs)
+    return tuple(sorted(n for n in timm.list_models(include_tags=True) if "." in n and n.split(".", 1)[0] in archs))
 
 
 RECIPES = list_recipes()
