@@ -1,14 +1,20 @@
-"""Reference checkpoints of the seed-paper models -> kanzoo's Hub layout (``kanzoo convert --from ukan|mlpkan``).
+"""Reference checkpoints of the seed-paper models -> kanzoo's Hub layout (``kanzoo convert --from
+ukan|mlpkan|visionkan``).
 
 A reference checkpoint is a plain PyTorch state dict (``.pth``; the U-KAN authors' released BUSI/GlaS/CVC
-models are ``model.pth`` files) or a safetensors file, read with ``torch.load(weights_only=True)``. Its layout
+models are ``model.pth`` files), a DeiT-style training checkpoint (Vision-KAN's and MLP-KAN's ``main.py``: the
+weights in ``model``, beside ``model_ema``, the optimizer and an ``argparse.Namespace`` of its arguments) or a
+safetensors file, read with ``torch.load(weights_only=True)`` (see :func:`load_reference_file` for the one
+class it allows beyond tensors and containers). Its layout
 is read from the tensors themselves (widths, depth, classes, input channels), matched to a registered kanzoo
 architecture, converted strictly (every reference key used, every kanzoo tensor filled) and written by
 :func:`kanzoo.save_pretrained` as ``model.safetensors``, a timm ``config.json`` and a model card.
 """
 from __future__ import annotations
 
+import argparse
 import math
+import pickle
 import re
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
@@ -17,28 +23,36 @@ import torch
 from timm.models import get_pretrained_cfg
 from torch import nn
 
+from ..errors import WeightsFileError, first_line
 from ..hub import save_pretrained
 from ..models import create_model, list_models
 from ..models.mlp_kan import convert_mlpkan_state
 from ..models.ukan import VARIANTS as UKAN_VARIANTS
 from ..models.ukan import convert_ukan_state
+from ..models.vision_kan import convert_visionkan_state, is_reference_visionkan_state
 from ..weights import load_state_file, unwrap_checkpoint
+from ..weights.files import TORCH_SUFFIXES
 from .tck._state import load_strict
+from .visionkan import architecture as visionkan_architecture
 
 #: ``--from`` values and what they read
 FAMILIES = {"ukan": "CUHK-AIM-Group/U-KAN (Seg_UKAN) segmentation checkpoints",
-            "mlpkan": "DLYuanGod/MLP-KAN (models_kan.VisionKAN) checkpoints"}
+            "mlpkan": "DLYuanGod/MLP-KAN (models_kan.VisionKAN) checkpoints",
+            "visionkan": "chenziwenhaoshuai/Vision-KAN (models_kan.VisionKAN, FasterKAN block MLPs) checkpoints"}
 
 
 #: what each family is called in messages
-FAMILY_NAMES = {"ukan": "a U-KAN", "mlpkan": "an MLP-KAN", "tck": "a torch-conv-kan"}
+FAMILY_NAMES = {"ukan": "a U-KAN", "mlpkan": "an MLP-KAN", "visionkan": "a Vision-KAN", "tck": "a torch-conv-kan"}
 
 
 def guess_family(state: Dict[str, torch.Tensor]) -> Optional[str]:
     """Which reference layout a state dict looks like: ``'ukan'`` (U-KAN's encoder/patch-embedding keys),
-    ``'mlpkan'`` (a ViT with ``blocks.N.kan`` FFNs), or None (neither)."""
+    ``'visionkan'`` (a ViT whose ``blocks.N.kan`` is a FasterKAN: ``kan.layers.N.spline_linear``), ``'mlpkan'``
+    (a ViT with other ``blocks.N.kan`` FFNs: MLP-KAN's ``kan.gate`` and ``kan.experts``), or None (none of them)."""
     if "encoder1.conv.0.weight" in state and "patch_embed3.proj.weight" in state:
         return "ukan"
+    if "cls_token" in state and is_reference_visionkan_state(state):
+        return "visionkan"
     if "cls_token" in state and any(".kan." in k for k in state):
         return "mlpkan"
     return None
@@ -121,16 +135,78 @@ def describe_mlpkan(state: Dict[str, torch.Tensor]) -> Tuple[str, Dict[str, Any]
     return name, kwargs
 
 
+def describe_visionkan(state: Dict[str, torch.Tensor]) -> Tuple[str, Dict[str, Any]]:
+    """``(architecture, model kwargs)`` of a reference-keyed Vision-KAN state dict (chenziwenhaoshuai/Vision-KAN).
+    The heads are not in the weights: DeiT's 64 channels per head is assumed (pass ``num_heads`` to override)."""
+    what = "Vision-KAN"
+    dim = int(_need(state, "cls_token", what).shape[-1])
+    proj = _need(state, "patch_embed.proj.weight", what)
+    patch, in_chans = int(proj.shape[-1]), int(proj.shape[1])
+    n_tok = int(_need(state, "pos_embed", what).shape[1]) - 1
+    side = math.isqrt(n_tok)
+    if side * side != n_tok:
+        raise ValueError(f"pos_embed holds {n_tok} patch positions, not a square grid: cannot tell the image size")
+    hidden = int(_need(state, "blocks.0.kan.layers.0.spline_linear.weight", what).shape[0])
+    grid = _need(state, "blocks.0.kan.layers.0.rbf.grid", what).flatten()
+    layout: Dict[str, Any] = dict(
+        img_size=side * patch, patch_size=patch, num_classes=int(_need(state, "head.weight", what).shape[0]),
+        embed_dim=dim, depth=_count(state, "blocks"), num_heads=max(1, dim // 64), kan_hidden=hidden)
+    if in_chans != 3:
+        layout["in_chans"] = in_chans
+    kan = dict(grid_size=int(grid.numel()), grid_range=(round(float(grid[0]), 6), round(float(grid[-1]), 6)))
+    if kan != dict(grid_size=8, grid_range=(-2.0, 2.0)):
+        layout["kan_kwargs"] = kan
+    return visionkan_architecture(layout)
+
+
+def load_reference_file(path: Union[str, Path]) -> Dict[str, Any]:
+    """Reads a reference checkpoint safely: :func:`kanzoo.weights.load_state_file` (safetensors, or
+    ``torch.load(weights_only=True)``), and for a torch file that it refuses, ``torch.load(weights_only=True)``
+    again with ``argparse.Namespace`` allowed.
+
+    DeiT-style ``main.py`` checkpoints (Vision-KAN, MLP-KAN) store the run's arguments as an
+    ``argparse.Namespace``. That class is a plain attribute holder: the weights-only unpickler creates it without
+    calling its constructor and only fills its ``__dict__`` with values that are themselves restricted to tensors
+    and plain containers, so allowing it runs no code from the file. Any other object is still refused, with the
+    three lines that extract the weights for someone who trusts the file.
+    """
+    try:
+        return load_state_file(path)
+    except WeightsFileError as e:
+        if Path(path).suffix not in TORCH_SUFFIXES or not isinstance(e.__cause__, pickle.UnpicklingError):
+            raise
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        what = f"it needs {found.group(1)}" if found else first_line(e)
+        raise WeightsFileError(
+            f"{str(path)!r} holds objects that torch.load(weights_only=True) refuses even with argparse.Namespace "
+            f"allowed ({what}); kanzoo never unpickles arbitrary objects. If you trust the file, extract its "
+            f"weights yourself: python -c \"import torch; c = torch.load('{path}', map_location='cpu', "
+            f"weights_only=False); torch.save(c.get('model', c), 'weights.pth')\" and convert weights.pth") from e
+    if not isinstance(obj, dict):
+        raise WeightsFileError(f"{str(path)!r} holds a {type(obj).__name__}, not a state dict or a checkpoint dict")
+    return obj
+
+
+_DESCRIBE = {"ukan": describe_ukan, "mlpkan": describe_mlpkan, "visionkan": describe_visionkan}
+
+
 def convert_reference_checkpoint(family: str, path: Union[str, Path], out_dir: Union[str, Path],
                                  arch: Optional[str] = None, tag: Optional[str] = None,
                                  **model_kwargs: Any) -> Tuple[nn.Module, Path]:
-    """Converts a U-KAN (``family='ukan'``) or MLP-KAN (``'mlpkan'``) reference checkpoint into ``out_dir``.
+    """Converts a U-KAN (``family='ukan'``), MLP-KAN (``'mlpkan'``) or Vision-KAN (``'visionkan'``) reference
+    checkpoint into ``out_dir``.
 
     Args:
-        family: ``'ukan'`` or ``'mlpkan'``.
+        family: ``'ukan'``, ``'mlpkan'`` or ``'visionkan'``.
         path: the reference weights (``.pth``/``.pt``/``.bin`` state dict, read with ``weights_only=True``, or
-            ``.safetensors``); training checkpoints (``state_dict``/``model`` entries) and ``module.`` prefixes
-            are unwrapped.
+            ``.safetensors``); training checkpoints (``state_dict``/``model`` entries; DeiT-style ones with an
+            ``argparse.Namespace``, see :func:`load_reference_file`) and ``module.`` prefixes are unwrapped. Of a
+            Vision-KAN or MLP-KAN ``checkpoint.pth`` the ``model`` entry is converted (the weights whose accuracy
+            the authors report), not ``model_ema``.
         out_dir: where ``model.safetensors``, ``config.json`` and ``README.md`` go (written atomically).
         arch: the kanzoo architecture (default: the registered one whose layout matches the weights).
         tag: a pretrained tag of ``arch`` whose cfg (published metrics, preprocessing) the files should carry,
@@ -146,10 +222,10 @@ def convert_reference_checkpoint(family: str, path: Union[str, Path], out_dir: U
     if family not in FAMILIES:
         raise ValueError(f"unknown reference family {family!r}; supported: {sorted(FAMILIES)} "
                          f"({'; '.join(f'{k}: {v}' for k, v in FAMILIES.items())})")
-    state = unwrap_checkpoint(load_state_file(path))
+    state = unwrap_checkpoint(load_reference_file(path))
     state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     try:
-        found, kwargs = (describe_ukan if family == "ukan" else describe_mlpkan)(state)
+        found, kwargs = _DESCRIBE[family](state)
     except ValueError as e:
         seen = guess_family(state)
         hint = (f"; it looks like {FAMILY_NAMES[seen]} checkpoint: convert it with family={seen!r} "
@@ -157,6 +233,8 @@ def convert_reference_checkpoint(family: str, path: Union[str, Path], out_dir: U
         raise ValueError(f"{str(path)!r}: {e}{hint}") from None
     if family == "ukan":
         converted = convert_ukan_state(state)
+    elif family == "visionkan":
+        converted, _ = convert_visionkan_state(state)
     else:
         converted, _ = convert_mlpkan_state(state)
     kwargs.update(model_kwargs)
@@ -172,7 +250,7 @@ def convert_reference_checkpoint(family: str, path: Union[str, Path], out_dir: U
         model = model.to_empty(device="cpu")  # every tensor is loaded below: nothing to initialise
     else:  # non-persistent buffers are not in checkpoints: build normally
         model = create_model(full, pretrained_cfg_overlay=overlay, **kwargs)
-    if family == "mlpkan":  # the reference has no qkv bias: zeros compute the same function
+    if family in ("mlpkan", "visionkan"):  # the reference has no qkv bias: zeros compute the same function
         for key, value in model.state_dict().items():
             if key.endswith("attn.qkv.bias") and key not in converted:
                 converted[key] = torch.zeros_like(value)
@@ -185,4 +263,5 @@ def convert_reference_checkpoint(family: str, path: Union[str, Path], out_dir: U
     return model, Path(out)
 
 
-__all__ = ["FAMILIES", "convert_reference_checkpoint", "describe_mlpkan", "describe_ukan", "guess_family"]
+__all__ = ["FAMILIES", "convert_reference_checkpoint", "describe_mlpkan", "describe_ukan", "describe_visionkan",
+           "guess_family", "load_reference_file"]

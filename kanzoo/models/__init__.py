@@ -15,6 +15,7 @@ from . import (
            ukan,  # noqa: F401
            ukanet,  # noqa: F401
            vgg_kan,  # noqa: F401
+           vision_kan,  # noqa: F401
 )
 from ._base import BASIS_TAGS, POLYNOMIAL_BASES, KANPretrainedCfg, build_kan_model
 from ._factory import create_model, infer_model_shape, list_models, list_pretrained

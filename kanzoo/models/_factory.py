@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Union
 
 import timm
 import torch
-from timm.models import get_pretrained_cfg, is_model, split_model_name_tag
+from timm.models import get_pretrained_cfg, is_model, model_entrypoint, split_model_name_tag
 from timm.models._registry import get_arch_pretrained_cfgs
 
 from ..errors import NoPretrainedWeightsError, UnknownModelError, WeightsFileError, WeightsNotFoundError
@@ -145,8 +145,10 @@ def _check_has_weights(model_name: str, kwargs: Dict[str, Any]) -> None:
     hint = (f"tags with weights: {with_weights}" if with_weights else
             f"no {arch} tag has weights; models that do: {list_pretrained()[:10]}")
     if tag and cfg is not None and getattr(cfg, "metrics", None):
+        family = model_entrypoint(arch).__module__.rsplit(".", 1)[-1].replace("_", "")  # as the model cards
         hint = (f"its published weights are not on the Hub yet (see model_cards/{model_name}.md): convert the "
-                f"authors' checkpoint with `kanzoo convert --from FAMILY FILE OUT` and load 'local-dir:OUT'")
+                f"authors' checkpoint with `kanzoo convert --from {family} FILE OUT --tag {tag}` and load "
+                f"'local-dir:OUT'")
     raise NoPretrainedWeightsError(f"{model_name!r} has no pretrained weights; {hint}. Use pretrained=False, or give "
                                    f"a file with pretrained_cfg_overlay=dict(file=...)")
 

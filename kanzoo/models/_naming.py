@@ -10,6 +10,7 @@ pattern                                                  examples
 ``u2kanet_{basis}[_small]``                               ``u2kanet_kagn_small``
 ``ukan_{size}`` (B-spline KAN blocks)                     ``ukan_small``, ``ukan_large``
 ``mlp_kan_{size}_patch{p}_{img}`` (RSWAF experts)         ``mlp_kan_tiny_patch16_224``
+``vision_kan_{size}[_h{H}]_patch{p}_{img}`` (RSWAF MLPs)  ``vision_kan_tiny_h384_patch16_224``
 ``kat_{size}[_gelu|_swish]_patch{p}_{img}`` (GR-KAN)      ``kat_tiny_patch16_224``
 =======================================================  =========================================
 
@@ -17,8 +18,9 @@ pattern                                                  examples
 ``kaln``: Legendre, ``kacn``: Chebyshev, ``kajn``: Jacobi, ``kabn``: Bernstein, ``kan``: B-spline,
 ``fastkan``: Gaussian RBF, ``wavkan``: wavelet, ``relukan``: ReLU-KAN). ``_bn`` marks the variant with a
 bottleneck KAN conv, ``_moe`` the mixture-of-experts variant, ``sa`` a self-attention block in place of the
-last conv, ``_v{n}`` a revision of an architecture
-(torch-conv-kan's ``VGG..._v2``/``_v4``). Pretrained weights are tags: ``name.{recipe}_{dataset}``.
+last conv, ``_h{H}`` a KAN hidden width H other than the default (Vision-KAN's 384/768), ``_v{n}`` a
+revision of an architecture (torch-conv-kan's ``VGG..._v2``/``_v4``). Pretrained weights are tags:
+``name.{recipe}_{dataset}``.
 """
 import re
 from typing import Dict, Optional
@@ -46,6 +48,9 @@ SCHEME: Dict[str, tuple] = {
     "ukan": ("ukan_{size}", r"(?P<family>ukan)_(?P<variant>small|base|large)"),
     "mlp_kan": ("mlp_kan_{size}_patch{p}_{img}",
                 r"(?P<family>mlp_kan)_(?P<variant>tiny|small|base)_patch(?P<patch>\d+)_(?P<img_size>\d+)"),
+    "vision_kan": ("vision_kan_{size}[_h{H}]_patch{p}_{img}",
+                   r"(?P<family>vision_kan)_(?P<variant>tiny|small|base)(?:_h(?P<hidden>\d+))?_patch(?P<patch>\d+)"
+                   r"_(?P<img_size>\d+)"),
     "kat": ("kat_{size}[_gelu|_swish]_patch{p}_{img}",
             r"(?P<family>kat)_(?P<variant>tiny|small|base)(?:_(?P<act_init>gelu|swish))?_patch(?P<patch>\d+)"
             r"_(?P<img_size>\d+)"),
@@ -53,8 +58,9 @@ SCHEME: Dict[str, tuple] = {
 
 #: schemes whose names carry no basis tag -> what ``parse_model_name`` reports as ``basis``
 #: (``'selectable'``: every layer chooses among a pool of bases, :mod:`kanzoo.layers.selectable`; U-KAN's KAN
-#: linears are B-splines, MLP-KAN's KAN experts RSWAF/FasterKAN)
-FIXED_BASIS: Dict[str, str] = {"s_convkan": "selectable", "ukan": "bspline", "mlp_kan": "rswaf", "kat": "rational"}
+#: linears are B-splines, MLP-KAN's KAN experts and Vision-KAN's block MLPs RSWAF/FasterKAN)
+FIXED_BASIS: Dict[str, str] = {"s_convkan": "selectable", "ukan": "bspline", "mlp_kan": "rswaf", "vision_kan": "rswaf",
+                               "kat": "rational"}
 
 #: the compiled, anchored regexes of :data:`SCHEME`
 NAME_PATTERNS: Dict[str, "re.Pattern[str]"] = {k: re.compile(rf"^{rx}$") for k, (_, rx) in SCHEME.items()}

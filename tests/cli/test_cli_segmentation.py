@@ -146,7 +146,7 @@ def test_convert_usage_errors(tmp_path, capsys):
     rc, _, err = run(capsys, "convert", "--from", "ukan", tmp_path / "model.pth", tmp_path / "out", "--revision", "v1")
     assert rc == 1 and "drop --revision" in one_error_line(err)
     rc, _, err = run(capsys, "convert", "some/repo", tmp_path / "out", "--tag", "x")  # --from tck (the default)
-    assert rc == 1 and "--tag applies to --from ukan|mlpkan only" in one_error_line(err)
+    assert rc == 1 and "--tag applies to --from ukan|mlpkan|visionkan only" in one_error_line(err)
     (tmp_path / "afile").write_text("")
     rc, _, err = run(capsys, "convert", "--from", "ukan", tmp_path / "model.pth", tmp_path / "afile")
     assert rc == 1 and "is a file" in one_error_line(err)
