@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import List, Optional, Tuple, Type
+from typing import Dict, List, Optional, Set, Tuple, Type
 
 from ..errors import WorkflowError
 from ..io import parse_kv
@@ -38,6 +38,39 @@ def add_source_args(p: argparse.ArgumentParser, adapter: bool = True) -> None:
     p.add_argument("--model-kwargs", nargs="+", action=KeyValues, default={}, metavar="KEY=VALUE",
                    help="model arguments, e.g. width_scale=0.25 (a run folder records its own)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+
+
+#: where each option a command line gave is recorded on the namespace (:func:`track_given`)
+GIVEN = "_given_options"
+_TRACKING: Dict[type, type] = {}
+
+
+def _tracking(cls: type) -> type:
+    """``cls`` (an argparse Action class) that also records its ``dest`` as given when the option is parsed."""
+    if cls not in _TRACKING:
+        def __call__(self, parser, namespace, values, option_string=None):
+            given = getattr(namespace, GIVEN, None)
+            if given is None:
+                given = set()
+                setattr(namespace, GIVEN, given)
+            given.add(self.dest)
+            cls.__call__(self, parser, namespace, values, option_string)
+
+        _TRACKING[cls] = type(f"Tracking{cls.__name__}", (cls,), {"__call__": __call__})
+    return _TRACKING[cls]
+
+
+def track_given(parser: argparse.ArgumentParser) -> None:
+    """Makes every option of ``parser`` record, when the command line gives it, its ``dest`` (read back with
+    :func:`given_options`): what was typed can then win over defaults that come from elsewhere (a recipe)."""
+    for action in parser._actions:
+        if action.option_strings and not isinstance(action, argparse._HelpAction):
+            action.__class__ = _tracking(type(action))
+
+
+def given_options(args: argparse.Namespace) -> Set[str]:
+    """The ``dest`` of every option the command line gave (for a parser set up with :func:`track_given`)."""
+    return set(getattr(args, GIVEN, None) or ())
 
 
 def check_ranges(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from typing import List
 
 import torch
 
+from ..recipes import load_recipe
 from ..workflows import train as training  # looked up at call time: kanzoo.workflows.train.train may be wrapped
 from ..workflows._common import resolve_device
 from ..workflows.benchmark import benchmark
@@ -24,8 +26,10 @@ from ..workflows.segmentation import (
     resolve_task,
     validate_segmentation,
 )
+from ..workflows.train_config import CLIP_MODES, MIXUP_MODES, SCHEDULES
+from ..workflows.train_recipe import settings_from_recipe
 from ..workflows.validate import format_result, validate
-from ._args import KeyValues, add_source_args
+from ._args import KeyValues, add_source_args, given_options, track_given
 
 _TASK_HELP = "default: the model's (segmentation for U-KAN/UKANet models, else classification)"
 _THRESHOLD_HELP = "segmentation, binary models: foreground where sigmoid(logit) > THRESHOLD (default 0.5)"
@@ -165,41 +169,85 @@ def _add_train(sub, cmd: str) -> None:
     t = sub.add_parser(cmd, help="fine-tune pretrained weights, fully or with basis adapters (--peft)" if ft
                        else "train a model on an ImageFolder (DDP under torchrun)")
     t.add_argument("model", nargs="?", default=None, metavar="NAME", help="model name (name.tag)")
-    t.add_argument("--data", help="DIR/train + DIR/val, or one folder with a subfolder per class")
+    t.add_argument("--data", help="DIR/train + DIR/val, or one folder with a subfolder per class; or a timm dataset "
+                                  "name (wds/NAME, hfds/NAME, hfids/NAME, tfds/NAME, torch/NAME) read from "
+                                  "--data-dir through timm.data.create_dataset, streaming where timm streams it")
+    t.add_argument("--data-dir", help="root of the timm dataset that --data names (e.g. the folder of the "
+                                      "webdataset shards and their _info.json)")
+    t.add_argument("--train-split", default="train", help="timm dataset: the training split (default train)")
+    t.add_argument("--val-split", default="validation",
+                   help="timm dataset: the validation split (default validation; '' for none)")
+    t.add_argument("--num-classes", type=int, help="timm dataset without class names: the class count")
     t.add_argument("--val-data", help="validation folder (default DATA/val)")
     t.add_argument("-o", "--output", help="run folder (default runs/NAME-DATE-TIME)")
     t.add_argument("--resume", metavar="RUN", help="continue the run in this folder (its settings are the "
                                                    "defaults; options given here override them)")
+    t.add_argument("--recipe", metavar="TAG", help="the published training recipe of a pretrained tag "
+                                                   "(kanzoo.recipes, e.g. kat_tiny_patch16_224.in1k); options "
+                                                   "given here override it")
     src = t.add_mutually_exclusive_group()
     src.add_argument("--pretrained", action="store_true", default=None if ft else False,
                      help="start from the registry's weights" + (" (the default without --checkpoint)" if ft else ""))
     src.add_argument("--checkpoint", help="start from a weight file or run folder")
     t.add_argument("--model-kwargs", nargs="+", action=KeyValues, default={}, metavar="KEY=VALUE")
+    t.add_argument("--drop", type=float, help="dropout rate (the model's drop_rate)")
+    t.add_argument("--drop-path", type=float, help="stochastic depth rate (the model's drop_path_rate)")
     t.add_argument("--peft", nargs="*", action=KeyValues, default=None, metavar="KEY=VALUE",
                    help="train basis adapters only (kanzoo.peft), e.g. --peft extra_degrees=1 rank=4; the run "
                         "folder gets the adapter and the merged model")
-    g = t.add_argument_group("optimisation")
+    g = t.add_argument_group("optimisation (timm train.py's names)")
     g.add_argument("--epochs", type=int, default=5 if ft else 10)
-    g.add_argument("-b", "--batch-size", type=int, default=64, help="per process (global = this x processes)")
-    g.add_argument("--lr", type=float, default=5e-4 if ft else 1e-3, help="AdamW learning rate (global batch)")
+    g.add_argument("-b", "--batch-size", type=int, default=64, help="per process (global = this x processes x "
+                                                                     "--grad-accum-steps)")
+    g.add_argument("--grad-accum-steps", type=int, default=1, help="batches per optimizer update")
+    g.add_argument("--opt", default="adamw", help="timm optimizer name (default adamw)")
+    g.add_argument("--opt-eps", type=float)
+    g.add_argument("--opt-betas", type=float, nargs="+", metavar="BETA")
+    g.add_argument("--momentum", type=float, default=0.9, help="SGD-style optimizers (default 0.9)")
+    g.add_argument("--lr", type=float, default=5e-4 if ft else 1e-3, help="learning rate (global batch)")
+    g.add_argument("--layer-decay", type=float, help="layer-wise lr decay over the model's group_matcher groups")
+    g.add_argument("--sched", default="cosine", choices=SCHEDULES)
     g.add_argument("--min-lr", type=float, default=1e-6)
     g.add_argument("--weight-decay", type=float, default=0.05)
     g.add_argument("--warmup-epochs", type=float, default=0.5 if ft else 1.0)
     g.add_argument("--warmup-lr", type=float, default=1e-6)
-    g.add_argument("--label-smoothing", "--smoothing", type=float, default=0.1)
+    g.add_argument("--smoothing", "--label-smoothing", dest="smoothing", type=float, default=0.1)
     g.add_argument("--clip-grad", type=float, default=None)
-    g.add_argument("--amp", action="store_true", help="autocast on GPU")
-    g.add_argument("--amp-dtype", default="bfloat16", choices=("bfloat16", "float16"))
+    g.add_argument("--clip-mode", default="norm", choices=CLIP_MODES)
+    g.add_argument("--model-ema", action=argparse.BooleanOptionalAction, default=False,
+                   help="keep an exponential moving average of the weights, validated beside them")
+    g.add_argument("--model-ema-decay", type=float, default=0.9998)
+    g.add_argument("--model-ema-warmup", action=argparse.BooleanOptionalAction, default=False)
+    g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False, help="autocast on GPU")
+    g.add_argument("--amp-dtype", default="bfloat16", choices=("bfloat16", "float16"),
+                   help="float16 adds a gradient scaler (checkpointed)")
+    g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False)
+    g.add_argument("--compile", "--torchcompile", dest="torchcompile", nargs="?", const="inductor", default=None,
+                   metavar="BACKEND", help="torch.compile the model (kanzoo.compile_model; backend default inductor)")
     a = t.add_argument_group("data and augmentation (timm.data)")
     a.add_argument("--img-size", type=int, help="input size (default: the pretrained cfg's)")
+    a.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"))
+    a.add_argument("--crop-pct", type=float, help="validation centre-crop fraction")
+    a.add_argument("--interpolation", help="resize interpolation (default: the pretrained cfg's)")
+    a.add_argument("--mean", type=float, nargs="+")
+    a.add_argument("--std", type=float, nargs="+")
     a.add_argument("--no-aug", action="store_true", help="no augmentation: resize and centre crop only")
     a.add_argument("--scale", type=float, nargs=2, default=(0.08, 1.0), metavar=("MIN", "MAX"))
     a.add_argument("--ratio", type=float, nargs=2, default=(3 / 4, 4 / 3), metavar=("MIN", "MAX"))
     a.add_argument("--hflip", type=float, default=0.5)
     a.add_argument("--vflip", type=float, default=0.0)
     a.add_argument("--color-jitter", type=float, default=0.4)
-    a.add_argument("--aa", "--auto-augment", dest="auto_augment", help="e.g. rand-m9-mstd0.5")
-    a.add_argument("--reprob", dest="re_prob", type=float, default=0.0, help="random erasing probability")
+    a.add_argument("--aa", "--auto-augment", dest="aa", help="e.g. rand-m9-mstd0.5")
+    a.add_argument("--reprob", type=float, default=0.0, help="random erasing probability")
+    a.add_argument("--remode", default="pixel", help="random erasing mode")
+    a.add_argument("--recount", type=int, default=1, help="random erasing count")
+    a.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (on when > 0)")
+    a.add_argument("--cutmix", type=float, default=0.0, help="cutmix alpha (on when > 0)")
+    a.add_argument("--cutmix-minmax", type=float, nargs=2, metavar=("MIN", "MAX"))
+    a.add_argument("--mixup-prob", type=float, default=1.0, help="probability of mixing a batch")
+    a.add_argument("--mixup-switch-prob", type=float, default=0.5, help="probability of cutmix when both are on")
+    a.add_argument("--mixup-mode", default="batch", choices=MIXUP_MODES)
+    a.add_argument("--mixup-off-epoch", type=int, default=0, help="no mixing from this epoch on (0: never off)")
     a.add_argument("-j", "--workers", type=int, default=2)
     r = t.add_argument_group("run")
     r.add_argument("--seed", type=int, default=42)
@@ -224,6 +272,7 @@ def _add_train(sub, cmd: str) -> None:
                    help="train the full mixture of bases throughout: no selection, no pruning")
     # --resume makes the run's saved settings this parser's defaults (kanzoo.cli._args.apply_resume_defaults)
     t.set_defaults(func=run_train, command_parser=t)
+    track_given(t)  # --recipe: the options typed on the command line win over the recipe's
 
 
 def _train_config(args: argparse.Namespace) -> training.TrainConfig:
@@ -231,8 +280,26 @@ def _train_config(args: argparse.Namespace) -> training.TrainConfig:
     return training.TrainConfig.from_dict({n: getattr(args, n) for n in names if hasattr(args, n)})
 
 
+def _apply_recipe(args: argparse.Namespace) -> None:
+    """``--recipe TAG``: the recipe's settings replace the defaults of every option not typed, the lr follows
+    the global batch; what kanzoo does not apply is printed (rank 0) and kept in args.json."""
+    recipe = load_recipe(args.recipe)
+    names = [f.name for f in dataclasses.fields(training.TrainConfig)]
+    world = int(os.environ.get("WORLD_SIZE") or 1)
+    resolved = settings_from_recipe(recipe, {n: getattr(args, n) for n in names if hasattr(args, n)},
+                                    given_options(args), world)
+    for k, v in resolved.values.items():
+        setattr(args, k, v)
+    if os.environ.get("RANK", "0") == "0":
+        print(f"recipe {recipe.tag} ({recipe.path.name})", flush=True)
+        for line in resolved.notes:
+            print(line, flush=True)
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Trains (or with --peft, adapts) a model on an ImageFolder; resumable, DDP under torchrun."""
+    if args.recipe and not args.resume:
+        _apply_recipe(args)
     if not args.model:
         raise ValueError(f"give the model NAME to {args.command} (or --resume RUN to continue a run)")
     if not args.data:

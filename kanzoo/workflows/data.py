@@ -190,14 +190,17 @@ class SkipTracker:
 
 def data_config_for(model: torch.nn.Module, img_size: Optional[int] = None, crop_pct: Optional[float] = None,
                     interpolation: Optional[str] = None, mean: Optional[Sequence[float]] = None,
-                    std: Optional[Sequence[float]] = None) -> Dict[str, Any]:
+                    std: Optional[Sequence[float]] = None,
+                    input_size: Optional[Sequence[int]] = None) -> Dict[str, Any]:
     """The preprocessing of ``model`` from its pretrained cfg (``timm.data.resolve_data_config``), with
-    overrides."""
+    overrides (``img_size`` wins over ``input_size``, as in timm)."""
     from timm.data import resolve_data_config
 
     args: Dict[str, Any] = {}
     if img_size:
         args["img_size"] = img_size
+    elif input_size:
+        args["input_size"] = tuple(input_size)
     if crop_pct:
         args["crop_pct"] = crop_pct
     if interpolation:
@@ -234,6 +237,8 @@ class AugConfig:
     color_jitter: float = 0.4
     auto_augment: Optional[str] = None
     re_prob: float = 0.0
+    re_mode: str = "pixel"
+    re_count: int = 1
 
 
 class ToGrayscale:
@@ -278,7 +283,8 @@ def build_transform(data_config: Dict[str, Any], training: bool = False, aug: Op
     else:
         t = create_transform(**cfg, is_training=True, scale=tuple(aug.scale), ratio=tuple(aug.ratio),
                              hflip=aug.hflip, vflip=aug.vflip, color_jitter=aug.color_jitter,
-                             auto_augment=aug.auto_augment, re_prob=aug.re_prob)
+                             auto_augment=aug.auto_augment, re_prob=aug.re_prob,
+                             re_mode=aug.re_mode, re_count=aug.re_count)
     return Compose([t, ToGrayscale()]) if chans == 1 else t
 
 
@@ -319,3 +325,103 @@ def split_dirs(data: PathLike) -> Tuple[Path, Optional[Path]]:
                 return data / "train", data / name
         return data / "train", None
     return data, None
+
+
+# ------------------------------------------------------------------------------------- timm's dataset names
+#: ``--data`` prefixes that go through ``timm.data.create_dataset`` (streaming and library datasets)
+TIMM_PREFIXES = ("wds", "hfds", "hfids", "tfds", "torch")
+
+
+def is_timm_dataset(data: str) -> bool:
+    """Whether ``--data`` names a ``timm.data.create_dataset`` dataset (``wds/NAME``, ``hfds/NAME``, ...) rather
+    than a folder; an existing folder of that name stays a folder."""
+    prefix, sep, _ = str(data).partition("/")
+    return bool(sep) and prefix.lower() in TIMM_PREFIXES and not Path(data).is_dir()
+
+
+def timm_dataset(name: str, root: Optional[str], split: str, training: bool, batch_size: int, seed: int,
+                 workers: int, what: str) -> Dataset:
+    """``timm.data.create_dataset(name, root=..., split=...)`` wrapped to yield ``(image, target, None)`` like
+    :class:`ImageFolder` (:class:`TimmMapDataset` or :class:`TimmIterableDataset`); any failure of timm's is one
+    :class:`WorkflowError` naming the dataset."""
+    from timm.data import create_dataset
+
+    try:
+        ds = create_dataset(name, root=root, split=split, is_training=training, batch_size=batch_size, seed=seed)
+    except Exception as e:  # timm raises RuntimeError, AssertionError, ImportError, ... by dataset kind
+        raise WorkflowError(f"{what} {name!r} (--data-dir {root!r}, split {split!r}) could not be opened: "
+                            f"{type(e).__name__}: {str(e).strip()[:300]}; check the name, --data-dir and the split "
+                            f"(--train-split / --val-split)") from None
+    if isinstance(ds, torch.utils.data.IterableDataset):
+        if hasattr(ds, "set_loader_cfg"):  # the sample count per process depends on the loader workers
+            ds.set_loader_cfg(num_workers=workers)
+        return TimmIterableDataset(ds)
+    return TimmMapDataset(ds)
+
+
+def _class_names(ds: Any) -> Optional[List[str]]:
+    """Class names a timm / torchvision dataset knows, in index order, or None."""
+    classes = getattr(ds, "classes", None)
+    if classes:
+        return [str(c) for c in classes]
+    mapping = getattr(getattr(ds, "reader", None), "class_to_idx", None)
+    if mapping:
+        return [str(c) for c, _ in sorted(mapping.items(), key=lambda kv: kv[1])]
+    return None
+
+
+class TimmMapDataset(Dataset):
+    """A map-style timm / torchvision dataset (``hfds/``, ``torch/``) yielding ``(image, target, None)``; the
+    transform is set on the wrapped dataset."""
+
+    def __init__(self, ds: Dataset):
+        self.ds = ds
+        self.class_names = _class_names(ds)
+
+    @property
+    def transform(self):
+        return self.ds.transform
+
+    @transform.setter
+    def transform(self, t) -> None:
+        self.ds.transform = t
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, index: int):
+        img, target = self.ds[index]
+        return img, int(target), None
+
+
+class TimmIterableDataset(torch.utils.data.IterableDataset):
+    """A streaming timm dataset (``wds/``, ``hfids/``, ``tfds/``) yielding ``(image, target, None)``. timm's
+    reader splits the shards over processes and loader workers and shuffles with the epoch (:meth:`set_epoch`);
+    its length is this process's samples per epoch."""
+
+    def __init__(self, ds: torch.utils.data.IterableDataset):
+        self.ds = ds
+        self.class_names = _class_names(ds)
+
+    @property
+    def transform(self):
+        return self.ds.transform
+
+    @transform.setter
+    def transform(self, t) -> None:
+        self.ds.transform = t
+
+    def set_epoch(self, epoch: int) -> None:
+        self.ds.set_epoch(epoch)
+        reader = getattr(self.ds, "reader", None)
+        if getattr(reader, "ds", None) is not None:
+            # a pipeline built in this process (no loader workers) holds generators that ran last epoch:
+            # rebuild it, so an epoch reads the same whether or not earlier epochs ran in this process
+            reader.ds = None
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __iter__(self):
+        for img, target in self.ds:
+            yield img, int(target), None

@@ -144,7 +144,7 @@ def run_demo(epochs: Optional[int] = None, adapt_epochs: Optional[int] = None, f
         run_a = root / "run_a"
         ra = train(TrainConfig(model=MODEL, data=str(root / "data" / "a"), output=str(run_a),
                                model_kwargs=dict(MODEL_KWARGS), epochs=epochs, lr=5e-3, warmup_epochs=0.5,
-                               weight_decay=0.05, label_smoothing=0.1, **common))
+                               weight_decay=0.05, smoothing=0.1, **common))
         h = ra.history
         _step(3, n, "train", f"task A, {epochs} epoch(s) x {h[-1]['step'] // epochs} steps, AdamW + cosine + label "
               f"smoothing 0.1: train loss {h[0]['train_loss']:.3f} -> {h[-1]['train_loss']:.3f}, val top-1 "
@@ -162,7 +162,7 @@ def run_demo(epochs: Optional[int] = None, adapt_epochs: Optional[int] = None, f
         run_b = root / "run_b"
         rb = train(TrainConfig(model=MODEL, data=str(root / "data" / "b"), output=str(run_b), checkpoint=str(run_a),
                                peft=dict(ADAPTER), epochs=adapt_epochs, lr=1e-2, warmup_epochs=0.5,
-                               weight_decay=0.0, label_smoothing=0.1, **common))
+                               weight_decay=0.0, smoothing=0.1, **common))
         merged = load_model(MODEL, checkpoint=run_b).model
         adapted = _adapted(run_a, run_b)
         diff, correct, total = 0.0, 0, 0

@@ -98,6 +98,17 @@ def all_min(value: int, ctx: DistContext) -> int:
     return int(buf.item())
 
 
+def average_gradients(params, ctx: DistContext) -> None:
+    """Averages the ``.grad`` of ``params`` over processes in place (for a step whose last backward ran under
+    DDP's ``no_sync``)."""
+    if not ctx.distributed:
+        return
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad.div_(ctx.world_size)
+
+
 def broadcast_object(obj: Any, ctx: DistContext) -> Any:
     """Rank 0's ``obj`` on every process (e.g. a checkpoint only rank 0 can read)."""
     if not ctx.distributed:

@@ -33,7 +33,7 @@ from ..errors import WorkflowError
 from ..hub import save_pretrained
 from ..io import PathLike, atomic_write, read_json, write_json
 from .loading import ARGS_NAME, CHECKPOINT_NAME, read_training_checkpoint
-from .train_config import TrainConfig
+from .train_config import TrainConfig, current_names
 
 __all__ = [
     "LOG_NAME", "append_log", "checkpoint_file", "default_output", "finished_epochs", "format_epoch",
@@ -104,14 +104,15 @@ def start_run_folder(run_dir: Path, cfg: TrainConfig, fresh: bool) -> None:
 
 
 def saved_config(resume: PathLike) -> Dict[str, Any]:
-    """The ``args.json`` of a run folder (or of the folder of a checkpoint file), for ``--resume``."""
+    """The ``args.json`` of a run folder (or of the folder of a checkpoint file), for ``--resume``; settings an
+    older kanzoo saved under other names (``label_smoothing``...) come back under today's."""
     path = Path(resume)
     run = path if path.is_dir() else path.parent
     if not path.exists():
         raise WorkflowError(f"nothing to resume: {str(path)!r} does not exist")
     if not (run / ARGS_NAME).is_file():
         raise WorkflowError(f"{str(run)!r} has no {ARGS_NAME}: it is not a run folder written by `kanzoo train`")
-    return read_json(run / ARGS_NAME)
+    return current_names(read_json(run / ARGS_NAME))
 
 
 # ---------------------------------------------------------------------------------------------- checkpoint
@@ -180,6 +181,8 @@ def format_epoch(rec: Dict[str, Any], epochs: int) -> str:
     if rec.get("val_top1") is not None:
         s += (f"  val loss {rec['val_loss']:.4f} top-1 {rec['val_top1']:.2f}% "
               f"top-{rec['val_topk']} {rec['val_top5']:.2f}%")
+    if rec.get("ema_val_top1") is not None:
+        s += f"  EMA val loss {rec['ema_val_loss']:.4f} top-1 {rec['ema_val_top1']:.2f}%"
     s += f"  lr {rec['lr']:.2e}  {rec['epoch_time']:.1f} s"
     if rec.get("skipped"):
         s += f"  ({rec['skipped']} undecodable images skipped)"

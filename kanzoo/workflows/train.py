@@ -18,6 +18,7 @@ a resumed run therefore repeats an uninterrupted one bit for bit (same device, t
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import time
@@ -26,27 +27,45 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
+from safetensors.torch import save_file
+from timm.data import Mixup
+from timm.data.mixup import mixup_target
+from timm.loss import SoftTargetCrossEntropy
 from timm.models._input import get_model_args
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
+from timm.utils import ModelEmaV3, dispatch_clip_grad
 from torch import nn
 from tqdm import tqdm
 
 from .. import peft
 from ..errors import WorkflowError
-from ..io import PathLike
+from ..io import PathLike, atomic_write
+from ..models._compile import compile_model
 from ._common import resolve_dtype, seed_everything, warn
 from .data import (
     ImageFolder,
     SkipTracker,
     build_transform,
     data_config_for,
+    is_timm_dataset,
     make_loader,
     shard,
     split_dirs,
+    timm_dataset,
     train_sampler,
 )
-from .distributed import DistContext, all_min, all_reduce_sum, barrier, broadcast_object, cleanup, setup, wrap_model
+from .distributed import (
+    DistContext,
+    all_min,
+    all_reduce_sum,
+    average_gradients,
+    barrier,
+    broadcast_object,
+    cleanup,
+    setup,
+    wrap_model,
+)
 from .loading import CHECKPOINT_NAME, load_model, model_labels
 from .run_folder import (
     LOG_NAME,
@@ -75,6 +94,9 @@ from .selection import (
 from .train_config import TrainConfig
 from .validate import autocast, evaluate
 
+#: the EMA weights a run with --model-ema writes beside model.safetensors
+EMA_NAME = "model_ema.safetensors"
+
 # the names other modules imported from here before the run folder and the settings had modules of their own
 _read_log = read_log
 
@@ -98,6 +120,15 @@ class TrainResult:
 
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _to_channels_last(model: nn.Module) -> None:
+    """The 4-d parameters and buffers of ``model`` in channels-last layout, in place (``model.to(memory_format=
+    ...)`` refuses KAN layers' 5-d coefficient tensors)."""
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.dim() == 4:
+                t.data = t.data.contiguous(memory_format=torch.channels_last)
 
 
 def _model_args(model: nn.Module) -> Dict[str, Any]:
@@ -138,8 +169,14 @@ class Trainer:
         return new_run_dir(out)
 
     def _datasets(self) -> None:
-        """Scans the training (and validation) folders; transforms are set once the model is known."""
+        """Scans the training (and validation) folders, or opens timm's datasets for a ``--data`` name such as
+        ``wds/NAME``; transforms are set once the model is known."""
         cfg = self.cfg
+        if is_timm_dataset(cfg.data):
+            return self._timm_datasets()
+        if cfg.num_classes is not None:
+            raise WorkflowError(f"--num-classes {cfg.num_classes} applies to streaming datasets (--data wds/NAME, "
+                                f"...); a folder has one class per subfolder: drop --num-classes")
         train_dir, val_dir = split_dirs(cfg.data)
         if cfg.val_data:
             val_dir = Path(cfg.val_data)
@@ -152,11 +189,38 @@ class Trainer:
         if val_dir is not None:
             self.val_set = ImageFolder(val_dir, class_to_idx=self.train_set.class_to_idx, what="validation folder")
 
+    def _timm_datasets(self) -> None:
+        """``timm.data.create_dataset(--data, root=--data-dir, split=--train-split / --val-split)``."""
+        cfg = self.cfg
+        if cfg.val_data:
+            raise WorkflowError(f"--val-data is a folder; with --data {cfg.data} the validation set is the split "
+                                f"--val-split of the same dataset (now {cfg.val_split!r})")
+        common = dict(root=cfg.data_dir, batch_size=cfg.batch_size, seed=cfg.seed, workers=cfg.workers)
+        self.train_set = timm_dataset(cfg.data, split=cfg.train_split, training=True, what="training set",
+                                      **common)
+        names = self.train_set.class_names
+        if cfg.num_classes is not None:
+            if names is not None and len(names) != cfg.num_classes:
+                raise WorkflowError(f"--num-classes {cfg.num_classes} disagrees with the {len(names)} classes "
+                                    f"{cfg.data} names; leave --num-classes out")
+            names = names or [str(i) for i in range(cfg.num_classes)]
+        if names is None:
+            raise WorkflowError(f"{cfg.data} does not name its classes; give their count with --num-classes N "
+                                f"(targets are 0..N-1)")
+        self.classes = names
+        self.val_set = None
+        if cfg.val_split:
+            self.val_set = timm_dataset(cfg.data, split=cfg.val_split, training=False, what="validation set",
+                                        **common)
+
     def _set_transforms(self, base: nn.Module) -> None:
         if self.ckpt is not None and self.ckpt.get("data_config"):
             self.data_config = dict(self.ckpt["data_config"])
         else:
-            self.data_config = data_config_for(base, img_size=self.cfg.img_size)
+            cfg = self.cfg
+            self.data_config = data_config_for(base, img_size=cfg.img_size, input_size=cfg.input_size,
+                                               crop_pct=cfg.crop_pct, interpolation=cfg.interpolation,
+                                               mean=cfg.mean, std=cfg.std)
         self.data_config["input_size"] = tuple(self.data_config["input_size"])
         self.train_set.transform = build_transform(self.data_config, True, self.cfg.aug())
         if self.val_set is not None:
@@ -172,7 +236,8 @@ class Trainer:
                 raise WorkflowError(f"{str(self.resume_path)!r} is a run of {self.arch}, not {cfg.model}; leave NAME "
                                     f"out to resume it")
             self.base_args = dict(self.ckpt["model_args"], num_classes=k)
-            base = load_model(self.arch, model_kwargs=self.base_args).model
+            # training-only arguments (drop_path_rate, ...) are not model_args: the settings give them again
+            base = load_model(self.arch, model_kwargs={**cfg.model_overrides(), **self.base_args}).model
             self._set_transforms(base)
             self.schedule = resumed_schedule(self.ckpt, cfg, self.arch, base, self.resume_path)
             model = self._add_peft(base, self.ckpt.get("peft"))
@@ -183,7 +248,7 @@ class Trainer:
             self.head_note = "resumed"
             return model
         seed_everything(cfg.seed)
-        kwargs = dict(cfg.model_kwargs)
+        kwargs = {**cfg.model_overrides(), **cfg.model_kwargs}
         weights = cfg.pretrained or cfg.checkpoint
         if not weights:
             if kwargs.setdefault("num_classes", k) != k:
@@ -260,7 +325,16 @@ class Trainer:
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise WorkflowError("the model has no trainable parameters; check --peft")
-        opt = create_optimizer_v2(model, "adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
+        extra = {k: v for k, v in (("eps", cfg.opt_eps), ("betas", cfg.opt_betas)) if v is not None}
+        if cfg.layer_decay is not None and not hasattr(model, "group_matcher"):
+            raise WorkflowError(f"--layer-decay needs the model's layer groups (group_matcher), which "
+                                f"{type(model).__name__} does not define; drop --layer-decay")
+        try:
+            opt = create_optimizer_v2(model, cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                      momentum=cfg.momentum, layer_decay=cfg.layer_decay, **extra)
+        except (ValueError, AssertionError, TypeError) as e:
+            raise WorkflowError(f"--opt {cfg.opt!r}: {str(e).strip() or type(e).__name__}; "
+                                f"timm.optim.list_optimizers() lists the names") from None
         total = cfg.epochs * self.steps_per_epoch
         warmup = min(int(round(cfg.warmup_epochs * self.steps_per_epoch)), total // 2)  # at most half the run
         sched = CosineLRScheduler(opt, t_initial=max(total - warmup, 1), lr_min=cfg.min_lr, warmup_t=warmup,
@@ -274,20 +348,41 @@ class Trainer:
         self._datasets()
         self.schedule, self.selection_note = None, None
         model = self._build_model().to(ctx.device)
+        if cfg.channels_last:
+            _to_channels_last(model)
         self.model = model
-        sampler = train_sampler(self.train_set, ctx.rank, ctx.world_size, seed=cfg.seed)
-        per_rank = len(sampler)
-        drop_last = per_rank > cfg.batch_size
-        self.loader = make_loader(self.train_set, cfg.batch_size, cfg.workers, sampler=sampler, drop_last=drop_last,
-                                  pin_memory=ctx.device.type == "cuda")
-        self.sampler = sampler
-        self.steps_per_epoch = len(self.loader)
+        pin = ctx.device.type == "cuda"
+        if isinstance(self.train_set, torch.utils.data.IterableDataset):  # timm splits it over the processes
+            self.sampler = None
+            self.loader = make_loader(self.train_set, cfg.batch_size, cfg.workers, pin_memory=pin)
+        else:
+            self.sampler = train_sampler(self.train_set, ctx.rank, ctx.world_size, seed=cfg.seed)
+            drop_last = len(self.sampler) > cfg.batch_size
+            self.loader = make_loader(self.train_set, cfg.batch_size, cfg.workers, sampler=self.sampler,
+                                      drop_last=drop_last, pin_memory=pin)
+        self.batches_per_epoch = len(self.loader)
+        self.steps_per_epoch = -(-self.batches_per_epoch // cfg.grad_accum_steps)  # optimizer updates
         self.val_loader = None
         if self.val_set is not None:
-            self.val_loader = make_loader(shard(self.val_set, ctx.rank, ctx.world_size), cfg.batch_size,
-                                          cfg.workers, pin_memory=ctx.device.type == "cuda")
+            val = self.val_set
+            if not isinstance(val, torch.utils.data.IterableDataset):
+                val = shard(val, ctx.rank, ctx.world_size)
+            self.val_loader = make_loader(val, cfg.batch_size, cfg.workers, pin_memory=pin)
         self.opt, self.sched = self._optimizer(model)
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.mixup_fn = None
+        if cfg.mixup_active:
+            self.mixup_fn = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, cutmix_minmax=cfg.cutmix_minmax,
+                                  prob=cfg.mixup_prob, switch_prob=cfg.mixup_switch_prob, mode=cfg.mixup_mode,
+                                  label_smoothing=cfg.smoothing, num_classes=len(self.classes))
+            self.loss_fn = SoftTargetCrossEntropy()  # label smoothing is in Mixup's targets
+        else:
+            self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.smoothing)
+        self.ema = None
+        if cfg.model_ema:
+            if self.schedule is not None:
+                raise WorkflowError(f"--model-ema cannot follow basis selection: pruning changes {self.arch}'s "
+                                    f"layers during the run; add --no-selection or drop --model-ema")
+            self.ema = ModelEmaV3(model, decay=cfg.model_ema_decay, use_warmup=cfg.model_ema_warmup)
         amp_dtype = resolve_dtype(cfg.amp_dtype)
         self.amp = cfg.amp and ctx.device.type == "cuda"
         self.amp_dtype = amp_dtype
@@ -298,6 +393,8 @@ class Trainer:
             start_epoch, history = self._restore()
         # after the optimizer is built: like the original run's, it holds the alphas
         freeze_alphas(self.schedule, model)
+        if cfg.torchcompile:  # in place: the module, its state_dict keys and the EMA copy stay as they are
+            compile_model(model, dict(backend=cfg.torchcompile))
         self.ddp = wrap_model(model, ctx)
         params = sum(p.numel() for p in model.parameters())
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -350,9 +447,15 @@ class Trainer:
         size = "x".join(map(str, self.data_config["input_size"]))
         print(f"training {what}: {params:,} parameters, {trainable:,} trainable ({100 * trainable / params:.1f}%); "
               f"{self.head_note}", flush=True)
-        print(f"data: {len(self.train_set):,} images in {len(self.classes)} classes{val}; input {size}; "
-              f"{self.steps_per_epoch} steps/epoch of {cfg.batch_size} x {ctx.world_size} process(es) on "
+        accum = f" x {cfg.grad_accum_steps} accumulated" if cfg.grad_accum_steps > 1 else ""
+        images = (f"{len(self.train_set):,} images" if self.sampler is not None else
+                  f"{cfg.data} ({len(self.train_set):,} images per process and epoch)")
+        print(f"data: {images} in {len(self.classes)} classes{val}; input {size}; "
+              f"{self.steps_per_epoch} steps/epoch of {cfg.batch_size} x {ctx.world_size} process(es){accum} on "
               f"{ctx.device}{' (' + ctx.backend + ')' if ctx.backend else ''}", flush=True)
+        extras = self._describe_features()
+        if extras:
+            print(f"training with: {'; '.join(extras)}", flush=True)
         if self.schedule is not None:
             print(f"basis selection: {describe_schedule(self.schedule, cfg.epochs)}", flush=True)
         elif self.selection_note:
@@ -362,10 +465,39 @@ class Trainer:
         else:
             print(f"run folder: {self.run_dir}", flush=True)
 
+    def _describe_features(self) -> List[str]:
+        """The training features on in this run, one phrase each (for the start of the run)."""
+        cfg, out = self.cfg, []
+        if self.mixup_fn is not None:
+            out.append(f"mixup {cfg.mixup} / cutmix {cfg.cutmix}"
+                       f"{' minmax ' + str(list(cfg.cutmix_minmax)) if cfg.cutmix_minmax else ''} (prob "
+                       f"{cfg.mixup_prob}, switch {cfg.mixup_switch_prob}, {cfg.mixup_mode}"
+                       f"{', off from epoch ' + str(cfg.mixup_off_epoch) if cfg.mixup_off_epoch else ''})")
+        if self.ema is not None:
+            out.append(f"model EMA (decay {cfg.model_ema_decay}{', warmup' if cfg.model_ema_warmup else ''})")
+        if cfg.grad_accum_steps > 1:
+            out.append(f"{cfg.grad_accum_steps} batches per update (global batch "
+                       f"{cfg.batch_size * self.ctx.world_size * cfg.grad_accum_steps})")
+        if cfg.layer_decay is not None:
+            out.append(f"layer decay {cfg.layer_decay}")
+        if cfg.opt != "adamw":
+            out.append(f"optimizer {cfg.opt}")
+        if cfg.channels_last:
+            out.append("channels-last")
+        if cfg.torchcompile:
+            out.append(f"torch.compile ({cfg.torchcompile})")
+        if self.scaler is not None:
+            out.append("float16 autocast with gradient scaling")
+        elif self.amp:
+            out.append(f"{cfg.amp_dtype} autocast")
+        elif cfg.amp:
+            out.append(f"float32 (--amp autocasts on CUDA only, not on {self.ctx.device.type})")
+        return out
+
     def _epoch(self, epoch: int) -> Dict[str, Any]:
         cfg, ctx = self.cfg, self.ctx
         seed_everything(cfg.seed + 1_000_003 * (epoch + 1) + ctx.rank)
-        self.sampler.set_epoch(epoch)
+        (self.sampler or self.train_set).set_epoch(epoch)
         t0 = time.perf_counter()
         skipped_before = self.skips.count
         loss_sum, correct, seen = train_one_epoch(self, epoch)
@@ -374,7 +506,7 @@ class Trainer:
         _check_usable(epoch, int(sums[2].item()), int(sums[3].item()), cfg.max_skipped_fraction)
         n = max(sums[2].item(), 1.0)
         record: Dict[str, Any] = {
-            "kind": "epoch", "epoch": epoch + 1, "step": self.num_updates, "lr": self.opt.param_groups[0]["lr"],
+            "kind": "epoch", "epoch": epoch + 1, "step": self.num_updates, "lr": current_lr(self.opt),
             "train_loss": sums[0].item() / n, "train_top1": 100 * sums[1].item() / n, "train_images": int(sums[2]),
             "skipped": int(sums[3].item()),
         }
@@ -386,6 +518,10 @@ class Trainer:
             record.update(val_loss=r.loss, val_top1=r.top1, val_top5=r.top5, val_topk=r.topk,
                           val_images=r.images)
             record["skipped"] += r.skipped
+            if self.ema is not None:  # the same shards, all-reduced the same way
+                r = evaluate(self.ema.module, self.val_loader, ctx.device, amp=self.amp, progress=self.progress,
+                             desc=f"val EMA {epoch + 1}", skips=SkipTracker(), reduce=lambda t: all_reduce_sum(t, ctx))
+                record.update(ema_val_loss=r.loss, ema_val_top1=r.top1, ema_val_top5=r.top5, ema_val_images=r.images)
         record["epoch_time"] = time.perf_counter() - t0
         return record
 
@@ -398,6 +534,8 @@ class Trainer:
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "optimizer": self.opt.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "model_ema": ({k: v.detach().cpu() for k, v in self.ema.module.state_dict().items()}
+                          if self.ema is not None else None),
             "epoch": epochs_done,
             "num_updates": self.num_updates,
             "arch": self.arch,
@@ -427,6 +565,8 @@ class Trainer:
                                 f"resume with the run's own settings") from None
         if self.scaler is not None and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None and ckpt.get("model_ema") is not None:
+            self.ema.module.load_state_dict(ckpt["model_ema"])
         self.num_updates = int(ckpt["num_updates"])
         start = int(ckpt["epoch"])
         history: List[Dict[str, Any]] = []
@@ -438,6 +578,9 @@ class Trainer:
         """Writes the final model (merged, for an adapter run) and its config into the run folder (rank 0)."""
         if not self.ctx.is_main:
             return None
+        if self.ema is not None:
+            ema_state = {k: v.detach().cpu().contiguous() for k, v in self.ema.module.state_dict().items()}
+            atomic_write(self.run_dir / EMA_NAME, lambda p: save_file(ema_state, str(p)))
         model = write_final_model(self.run_dir, self.model, self.cfg, adapters=self.peft_kwargs is not None,
                                   data_config=self.data_config, classes=self.classes,
                                   train_images=len(self.train_set), history=history)
@@ -462,52 +605,110 @@ def _check_usable(epoch: int, used: int, skipped: int, max_fraction: float) -> N
                             f"them (the warnings above name them), or raise --max-skipped-fraction")
 
 
+def current_lr(opt: torch.optim.Optimizer) -> float:
+    """The schedule's learning rate: the largest over the parameter groups (layer decay scales the others)."""
+    return max(g["lr"] for g in opt.param_groups)
+
+
+def _mix(tr: Trainer, images: torch.Tensor, targets: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Mixup / cutmix (timm.data.Mixup) of a batch, with soft targets. Mixup pairs the batch with itself
+    flipped, so it needs an even count: an odd batch (an undecodable image left out) loses its last image, and a
+    batch of one is only label-smoothed."""
+    if len(targets) == 1:
+        return images, mixup_target(targets, len(tr.classes), lam=1.0, smoothing=tr.cfg.smoothing)
+    if len(targets) % 2:
+        images, targets = images[:-1], targets[:-1]
+    return tr.mixup_fn(images, targets)
+
+
+def _optimizer_step(tr: Trainer, unsynced: bool) -> None:
+    """One update from the accumulated gradients: (unscale,) clip, step, zero, EMA, count."""
+    cfg = tr.cfg
+    params = [p for p in tr.model.parameters() if p.requires_grad]
+    if unsynced:  # the group's last backward ran under no_sync (its batch was empty everywhere)
+        average_gradients(params, tr.ctx)
+    if tr.scaler is not None:
+        if cfg.clip_grad:
+            tr.scaler.unscale_(tr.opt)
+            dispatch_clip_grad(params, cfg.clip_grad, mode=cfg.clip_mode)
+        tr.scaler.step(tr.opt)
+        tr.scaler.update()
+    else:
+        if cfg.clip_grad:
+            dispatch_clip_grad(params, cfg.clip_grad, mode=cfg.clip_mode)
+        tr.opt.step()
+    tr.opt.zero_grad(set_to_none=True)
+    tr.num_updates += 1
+    if tr.ema is not None:
+        tr.ema.update(tr.model, step=tr.num_updates)
+
+
 def train_one_epoch(tr: Trainer, epoch: int) -> Tuple[float, float, float]:
-    """One pass over the training loader; returns (loss sum, correct, images) of this process."""
+    """One pass over the training loader; returns (loss sum, correct, images) of this process.
+
+    With ``grad_accum_steps`` K, batches are taken in groups of K per update (the last group of the epoch may be
+    shorter: it updates at the epoch's end, so no gradient carries over an epoch boundary); each batch's loss is
+    divided by its group's size, and DDP synchronises the gradients on the group's last batch only."""
     cfg, ctx = tr.cfg, tr.ctx
     tr.ddp.train()
+    tr.opt.zero_grad(set_to_none=True)
+    if tr.mixup_fn is not None:
+        tr.mixup_fn.mixup_enabled = not cfg.mixup_off_epoch or epoch < cfg.mixup_off_epoch
     loss_sum, correct, seen = 0.0, 0.0, 0.0
+    accum, batches = cfg.grad_accum_steps, max(tr.batches_per_epoch, 1)
+    pending, unsynced, group_loss, group_n = 0, False, 0.0, 0
     bar = tqdm(tr.loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", leave=False,
                disable=not tr.progress, dynamic_ncols=True)
     for i, (images, targets, errors) in enumerate(bar):
         tr.skips.add(errors)
+        closes_group = (i + 1) % accum == 0 or i + 1 >= batches
         # every process must take the same steps: skip a batch that is empty (undecodable) on any of them
-        if all_min(len(targets), ctx) == 0:
+        if all_min(len(targets), ctx) > 0:
+            if pending == 0:
+                tr.sched.step_update(tr.num_updates)
+            group_size = accum if i // accum < batches // accum else batches % accum
+            images, targets = images.to(ctx.device, non_blocking=True), targets.to(ctx.device, non_blocking=True)
+            if cfg.channels_last and images.dim() == 4:
+                images = images.contiguous(memory_format=torch.channels_last)
+            hard = targets
+            if tr.mixup_fn is not None:
+                images, targets = _mix(tr, images, targets)
+                hard = hard[:len(targets)]
+            sync = contextlib.nullcontext() if closes_group or not ctx.distributed else tr.ddp.no_sync()
+            with sync:
+                with autocast(ctx.device, tr.amp, tr.amp_dtype):
+                    logits = tr.ddp(images)
+                    loss = tr.loss_fn(logits.float(), targets)
+                if not torch.isfinite(loss):
+                    raise WorkflowError(f"the loss is {loss.item()} at epoch {epoch + 1}, step {tr.num_updates + 1}; "
+                                        f"lower --lr (now {cfg.lr}) or set --clip-grad")
+                scaled = loss / group_size if group_size > 1 else loss
+                if tr.scaler is not None:
+                    tr.scaler.scale(scaled).backward()
+                else:
+                    scaled.backward()
+            pending, unsynced = pending + 1, not closes_group and ctx.distributed
+            n = len(hard)
+            value = loss.item()
+            loss_sum += value * n
+            correct += (logits.argmax(-1) == hard).sum().item()
+            seen += n
+            group_loss, group_n = group_loss + value * n, group_n + n
+        if not (closes_group and pending):
             continue
-        images, targets = images.to(ctx.device, non_blocking=True), targets.to(ctx.device, non_blocking=True)
-        tr.sched.step_update(tr.num_updates)
-        with autocast(ctx.device, tr.amp, tr.amp_dtype):
-            logits = tr.ddp(images)
-            loss = tr.loss_fn(logits.float(), targets)
-        if not torch.isfinite(loss):
-            raise WorkflowError(f"the loss is {loss.item()} at epoch {epoch + 1}, step {tr.num_updates + 1}; lower "
-                                f"--lr (now {cfg.lr}) or set --clip-grad")
-        tr.opt.zero_grad(set_to_none=True)
-        if tr.scaler is not None:
-            tr.scaler.scale(loss).backward()
-            if cfg.clip_grad:
-                tr.scaler.unscale_(tr.opt)
-                torch.nn.utils.clip_grad_norm_(tr.model.parameters(), cfg.clip_grad)
-            tr.scaler.step(tr.opt)
-            tr.scaler.update()
-        else:
-            loss.backward()
-            if cfg.clip_grad:
-                torch.nn.utils.clip_grad_norm_(tr.model.parameters(), cfg.clip_grad)
-            tr.opt.step()
-        tr.num_updates += 1
-        n = len(targets)
-        loss_sum += loss.item() * n
-        correct += (logits.argmax(-1) == targets).sum().item()
-        seen += n
+        _optimizer_step(tr, unsynced)
+        pending, unsynced = 0, False
         if tr.progress:
-            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{tr.opt.param_groups[0]['lr']:.2e}")
+            bar.set_postfix(loss=f"{group_loss / max(group_n, 1):.4f}", lr=f"{current_lr(tr.opt):.2e}")
         if tr.num_updates % cfg.log_interval == 0:  # the loss over the global batch (every process takes part)
-            step_sums = all_reduce_sum(torch.tensor([loss.item() * n, n], dtype=torch.float64), ctx)
+            step_sums = all_reduce_sum(torch.tensor([group_loss, group_n], dtype=torch.float64), ctx)
             if ctx.is_main:
                 tr._log({"kind": "step", "epoch": epoch + 1, "step": tr.num_updates,
-                         "epoch_float": epoch + (i + 1) / max(len(tr.loader), 1),
-                         "loss": (step_sums[0] / step_sums[1]).item(), "lr": tr.opt.param_groups[0]["lr"]})
+                         "epoch_float": epoch + (i + 1) / batches,
+                         "loss": (step_sums[0] / step_sums[1]).item(), "lr": current_lr(tr.opt)})
+        group_loss, group_n = 0.0, 0
+    if pending:  # a streaming loader ended early
+        _optimizer_step(tr, unsynced)
     return loss_sum, correct, seen
 
 

@@ -13,34 +13,94 @@ from ..errors import WorkflowError
 from ._common import check_positive, resolve_dtype
 from .data import AugConfig
 
-__all__ = ["RUNTIME_FIELDS", "TrainConfig"]
+__all__ = ["ALIASES", "RUNTIME_FIELDS", "SCHEDULES", "TrainConfig", "current_names"]
 
 #: settings that may change on --resume without changing what is computed
 RUNTIME_FIELDS = ("output", "workers", "device", "progress", "quiet", "log_interval", "max_skipped_fraction")
 
+#: names that older ``args.json`` files (and checkpoints) used -> the timm ``train.py`` names used now
+ALIASES = {"label_smoothing": "smoothing", "re_prob": "reprob", "auto_augment": "aa"}
+
+#: the learning-rate schedules ``kanzoo train`` runs (timm's ``--sched``)
+SCHEDULES = ("cosine",)
+
+#: timm's ``--mixup-mode`` values
+MIXUP_MODES = ("batch", "pair", "elem")
+
+#: timm's ``--clip-mode`` values
+CLIP_MODES = ("norm", "value", "agc")
+
+
+def current_names(d: Mapping[str, Any]) -> Dict[str, Any]:
+    """``d`` with the names of :data:`ALIASES` replaced by today's (an older run's ``args.json``)."""
+    out: Dict[str, Any] = {}
+    for k, v in d.items():
+        new = ALIASES.get(k, k)
+        if new in out and k != new:  # both spellings: today's wins
+            continue
+        out[new] = v
+    return out
+
 
 @dataclass
 class TrainConfig:
-    """Everything a training run depends on (saved as ``args.json``)."""
+    """Everything a training run depends on (saved as ``args.json``). Where timm's ``train.py`` has the same
+    setting, the field has its name (``smoothing``, ``reprob``, ``aa``, ``mixup``, ``model_ema``, ...), so a
+    recipe (:mod:`kanzoo.recipes`) maps onto it key for key."""
 
     model: str
     data: str
+    data_dir: Optional[str] = None  # the root of a streaming dataset (--data wds/NAME, hfds/NAME, ...)
+    train_split: str = "train"
+    val_split: Optional[str] = "validation"
     val_data: Optional[str] = None
     output: Optional[str] = None
     pretrained: bool = False
     checkpoint: Optional[str] = None
     model_kwargs: Dict[str, Any] = field(default_factory=dict)
     peft: Optional[Dict[str, Any]] = None
+    recipe: Optional[str] = None  # the kanzoo.recipes tag the settings came from
+    recipe_unapplied: Dict[str, Any] = field(default_factory=dict)  # recipe settings kanzoo train does not apply
+    drop: Optional[float] = None       # -> the model's drop_rate
+    drop_path: Optional[float] = None  # -> the model's drop_path_rate
     epochs: int = 10
     batch_size: int = 64
+    grad_accum_steps: int = 1
+    opt: str = "adamw"
+    opt_eps: Optional[float] = None
+    opt_betas: Optional[Tuple[float, ...]] = None
+    momentum: float = 0.9
     lr: float = 1e-3
+    layer_decay: Optional[float] = None
+    sched: str = "cosine"
     min_lr: float = 1e-6
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     warmup_lr: float = 1e-6
-    label_smoothing: float = 0.1
+    smoothing: float = 0.1
     clip_grad: Optional[float] = None
+    clip_mode: str = "norm"
+    # mixup / cutmix (timm.data.Mixup); on when mixup > 0, cutmix > 0 or cutmix_minmax is set
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    cutmix_minmax: Optional[Tuple[float, float]] = None
+    mixup_prob: float = 1.0
+    mixup_switch_prob: float = 0.5
+    mixup_mode: str = "batch"
+    mixup_off_epoch: int = 0  # no mixing from this epoch on (0: mix throughout)
+    # an exponential moving average of the weights (timm.utils.ModelEmaV3), validated beside the model
+    model_ema: bool = False
+    model_ema_decay: float = 0.9998
+    model_ema_warmup: bool = False
+    channels_last: bool = False
+    torchcompile: Optional[str] = None  # torch.compile backend (kanzoo.compile_model); None: eager
+    num_classes: Optional[int] = None  # streaming datasets without class names (folders: one per class folder)
     img_size: Optional[int] = None
+    input_size: Optional[Tuple[int, int, int]] = None
+    crop_pct: Optional[float] = None
+    interpolation: Optional[str] = None
+    mean: Optional[Tuple[float, ...]] = None
+    std: Optional[Tuple[float, ...]] = None
     # the augmentations, one flag each, with AugConfig's defaults
     no_aug: bool = AugConfig.no_aug
     scale: Tuple[float, float] = AugConfig.scale
@@ -48,8 +108,10 @@ class TrainConfig:
     hflip: float = AugConfig.hflip
     vflip: float = AugConfig.vflip
     color_jitter: float = AugConfig.color_jitter
-    auto_augment: Optional[str] = AugConfig.auto_augment
-    re_prob: float = AugConfig.re_prob
+    aa: Optional[str] = AugConfig.auto_augment
+    reprob: float = AugConfig.re_prob
+    remode: str = AugConfig.re_mode
+    recount: int = AugConfig.re_count
     seed: int = 42
     workers: int = 2
     amp: bool = False
@@ -66,21 +128,26 @@ class TrainConfig:
     no_selection: bool = False          # train the full mixture throughout
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+        """A config from ``args.json``-style settings; older names (:data:`ALIASES`) are read as today's."""
         names = {f.name for f in dataclasses.fields(cls)}
+        d = current_names(d)
         unknown = sorted(set(d) - names)
         if unknown:
             raise WorkflowError(f"unknown training settings {unknown}; known: {sorted(names)}")
-        d = dict(d)
-        for k in ("scale", "ratio"):
+        for k in ("scale", "ratio", "cutmix_minmax", "opt_betas", "input_size", "mean", "std"):
             if k in d and d[k] is not None:
                 d[k] = tuple(d[k])
         return cls(**d)
 
+    @property
+    def mixup_active(self) -> bool:
+        return self.mixup > 0 or self.cutmix > 0 or self.cutmix_minmax is not None
+
     def aug(self) -> AugConfig:
         return AugConfig(no_aug=self.no_aug, scale=tuple(self.scale), ratio=tuple(self.ratio), hflip=self.hflip,
-                         vflip=self.vflip, color_jitter=self.color_jitter, auto_augment=self.auto_augment,
-                         re_prob=self.re_prob)
+                         vflip=self.vflip, color_jitter=self.color_jitter, auto_augment=self.aa,
+                         re_prob=self.reprob, re_mode=self.remode, re_count=self.recount)
 
     def check(self) -> None:
         """Raises a :class:`WorkflowError` for a setting that cannot work."""
@@ -90,22 +157,54 @@ class TrainConfig:
         check_positive("--log-interval", self.log_interval)
         if self.img_size is not None:
             check_positive("--img-size", self.img_size)
-        for name in ("lr", "min_lr", "weight_decay", "warmup_epochs", "warmup_lr", "hflip", "vflip", "re_prob",
-                     "color_jitter"):
+        check_positive("--grad-accum-steps", self.grad_accum_steps, hint="1 steps the optimizer every batch")
+        check_positive("--recount", self.recount)
+        for name in ("lr", "min_lr", "weight_decay", "warmup_epochs", "warmup_lr", "hflip", "vflip", "reprob",
+                     "color_jitter", "mixup", "cutmix", "mixup_off_epoch", "momentum"):
             if getattr(self, name) < 0:
                 raise WorkflowError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0:
             raise WorkflowError(f"--lr must be > 0, got {self.lr}")
         if not 0 <= self.max_skipped_fraction <= 1:
             raise WorkflowError(f"--max-skipped-fraction must be in [0, 1], got {self.max_skipped_fraction}")
-        if not 0 <= self.label_smoothing < 1:
-            raise WorkflowError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        for name, value in (("smoothing", self.smoothing), ("drop", self.drop), ("drop_path", self.drop_path)):
+            if value is not None and not 0 <= value < 1:
+                raise WorkflowError(f"--{name.replace('_', '-')} must be in [0, 1), got {value}")
+        for name in ("mixup_prob", "mixup_switch_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise WorkflowError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
+        if not 0 < self.model_ema_decay < 1:
+            raise WorkflowError(f"--model-ema-decay must be in (0, 1), got {self.model_ema_decay}; timm's recipes "
+                                f"use 0.9998 or 0.99996")
+        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
+            raise WorkflowError(f"--layer-decay must be in (0, 1], got {self.layer_decay}; e.g. 0.75 scales each "
+                                f"earlier layer group's lr by 0.75")
+        if self.cutmix_minmax is not None:
+            lo, hi = (tuple(self.cutmix_minmax) + (None, None))[:2]
+            if len(self.cutmix_minmax) != 2 or not 0 < lo < hi <= 1:
+                raise WorkflowError(f"--cutmix-minmax must be two fractions 0 < MIN < MAX <= 1, got "
+                                    f"{list(self.cutmix_minmax)}")
+        _check_choice("--mixup-mode", self.mixup_mode, MIXUP_MODES)
+        _check_choice("--clip-mode", self.clip_mode, CLIP_MODES)
+        _check_choice("--sched", self.sched, SCHEDULES, " (the schedule kanzoo train runs: cosine with linear warmup)")
         if self.clip_grad is not None and self.clip_grad <= 0:
             raise WorkflowError(f"--clip-grad must be > 0, got {self.clip_grad}")
+        if self.input_size is not None and (len(self.input_size) != 3 or min(self.input_size) < 1):
+            raise WorkflowError(f"--input-size must be C H W (three positive integers), got {list(self.input_size)}")
         if self.pretrained and self.checkpoint:
             raise WorkflowError("give --pretrained or --checkpoint as the starting weights, not both")
         resolve_dtype(self.amp_dtype)
         self._check_selection()
+
+    def model_overrides(self) -> Dict[str, Any]:
+        """The model arguments that settings imply (``drop`` -> ``drop_rate``, ``drop_path`` ->
+        ``drop_path_rate``); ``model_kwargs`` given explicitly win."""
+        out = {}
+        if self.drop is not None:
+            out["drop_rate"] = self.drop
+        if self.drop_path is not None:
+            out["drop_path_rate"] = self.drop_path
+        return out
 
     def selection_flags(self) -> List[str]:
         """The basis-selection options that were given, as command-line flags."""
@@ -139,8 +238,14 @@ class TrainConfig:
         """``'name old -> new'`` for every setting that differs from ``saved`` (a run's ``args.json``) and
         changes what is computed; settings missing from ``saved`` and :data:`RUNTIME_FIELDS` are skipped.
         Values are compared as JSON would store them (a tuple equals the list it was saved as)."""
+        saved = current_names(saved)
         return [f"{k} {saved[k]!r} -> {v!r}" for k, v in dataclasses.asdict(self).items()
                 if k in saved and k not in RUNTIME_FIELDS and _as_json(saved[k]) != _as_json(v)]
+
+
+def _check_choice(flag: str, value: str, choices: Tuple[str, ...], hint: str = "") -> None:
+    if value not in choices:
+        raise WorkflowError(f"{flag} {value!r} is not one of {', '.join(choices)}{hint}")
 
 
 def _as_json(v: Any) -> Any:
