@@ -94,6 +94,7 @@ MODELS = {
     "vgg_kagn_bn11_v4": dict(width_scale=0.25),
     "kat_tiny_patch16_224": dict(img_size=64, depth=2),
     "mlp_kan_tiny_patch16_224": dict(img_size=64, depth=2),
+    "vision_kan_tiny_patch16_224": dict(img_size=64, depth=2),
     "ukan_small": dict(num_classes=2),
 }
 

@@ -55,6 +55,7 @@ RECIPES: Dict[str, Recipe] = {
     # ViTs: fixed 224 input (dynamic batch only); one block
     "kat": ("kat_tiny_patch16_224", dict(width_scale=0.25, depth=1), (3, 224, 224), None),
     "mlp_kan": ("mlp_kan_tiny_patch16_224", dict(width_scale=0.25, depth=1), (3, 224, 224), None),
+    "vision_kan": ("vision_kan_tiny_patch16_224", dict(width_scale=0.25, depth=1), (3, 224, 224), None),
     "ukan": ("ukan_small", dict(width_scale=0.125, kan_kwargs=dict(spline_order=1)), (3, 64, 64), None),
 }
 

@@ -42,6 +42,7 @@ FAMILIES: Dict[str, Tuple[Dict[str, Any], int]] = {
     "ukanet_kagn18": (dict(width_scale=0.125, depths=(1, 1), widths=(32, 64)), 16),
     "vgg_kagn11": (dict(width_scale=0.125, cfg=[16, "M", 32]), 16),
     "vgg_kagn_bn11_v4": (dict(width_scale=0.125, cfg=[16, "M", 32]), 16),   # bottleneck KAN convs
+    "vision_kan_tiny_patch16_224": (dict(width_scale=0.125, depth=1, img_size=32), 32),
 }
 
 

@@ -103,7 +103,8 @@ WIDTH_SCALE = 0.125   # every width × 1/8: resnet_*152 and vgg_*19 then build a
 #: more size reductions for families whose cost is not in their width (name glob -> build kwargs): MLP-KAN's
 #: fixed 224²/384² inputs through 12 mixture-of-experts blocks, KAT's 224² ViTs of 12 blocks; 3 blocks keep
 #: features_only's 3 levels
-SMALL_KWARGS: Dict[str, Dict[str, Any]] = {"mlp_kan_*": dict(depth=3), "kat_*": dict(depth=3)}
+SMALL_KWARGS: Dict[str, Dict[str, Any]] = {"mlp_kan_*": dict(depth=3), "kat_*": dict(depth=3),
+                                            "vision_kan_*": dict(depth=3)}
 TARGET_SIZE = 32      # test input side, raised to the cfg's min_input_size and to MIN_FEATURE_PX × the reduction
 MIN_FEATURE_PX = 2    # unpooled features at least 2×2 (InstanceNorm needs > 1 pixel; timm never tests at 1×1)
 RTOL, ATOL = 1e-4, 1e-5
