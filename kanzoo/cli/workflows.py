@@ -298,6 +298,9 @@ def _apply_recipe(args: argparse.Namespace) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """Trains (or with --peft, adapts) a model on an ImageFolder; resumable, DDP under torchrun."""
+    if args.resume and "recipe" in given_options(args):
+        raise ValueError(f"--recipe sets up a new run; {args.resume} keeps the settings it started with (its "
+                         f"args.json): drop --recipe, or give the options to change")
     if args.recipe and not args.resume:
         _apply_recipe(args)
     if not args.model:

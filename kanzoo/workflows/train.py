@@ -386,7 +386,7 @@ class Trainer:
         amp_dtype = resolve_dtype(cfg.amp_dtype)
         self.amp = cfg.amp and ctx.device.type == "cuda"
         self.amp_dtype = amp_dtype
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp and amp_dtype == torch.float16 else None
+        self.scaler = grad_scaler(ctx.device, self.amp, amp_dtype)
         start_epoch, self.num_updates = 0, 0
         history: List[Dict[str, Any]] = []
         if self.ckpt is not None:
@@ -603,6 +603,11 @@ def _check_usable(epoch: int, used: int, skipped: int, max_fraction: float) -> N
         raise WorkflowError(f"epoch {epoch + 1} skipped {skipped} of {total} training images that would not decode "
                             f"({100 * skipped / total:.2f}% > --max-skipped-fraction {max_fraction}); fix or remove "
                             f"them (the warnings above name them), or raise --max-skipped-fraction")
+
+
+def grad_scaler(device: torch.device, amp: bool, dtype: torch.dtype) -> Optional[torch.amp.GradScaler]:
+    """The gradient scaler of a float16 AMP run (checkpointed with the run); None otherwise."""
+    return torch.amp.GradScaler(device.type) if amp and dtype == torch.float16 else None
 
 
 def current_lr(opt: torch.optim.Optimizer) -> float:

@@ -36,6 +36,16 @@ def data(tmp_path_factory):
     return make_dataset(tmp_path_factory.mktemp("feat") / "data")
 
 
+def interrupted_in_epoch_2(real):
+    """``train_one_epoch`` that runs epoch 2 through, then raises Ctrl-C (its checkpoint is never written)."""
+    def run_epoch(tr, epoch):
+        out = real(tr, epoch)
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return out
+    return run_epoch
+
+
 class SpyMixup(train_mod.Mixup):
     """timm's Mixup, recording for every batch whether it mixed and whether by cutmix."""
 
@@ -143,14 +153,7 @@ def test_resume_is_exact_with_every_feature_on(data, tmp_path, capsys, monkeypat
     assert "mixup 0.8 / cutmix 1.0" in out and "model EMA (decay 0.8)" in out and "2 batches per update" in out
 
     real = train_mod.train_one_epoch
-
-    def interrupted(tr, epoch):
-        if epoch == 1:
-            real(tr, epoch)
-            raise KeyboardInterrupt
-        return real(tr, epoch)
-
-    monkeypatch.setattr(train_mod, "train_one_epoch", interrupted)
+    monkeypatch.setattr(train_mod, "train_one_epoch", interrupted_in_epoch_2(real))
     rc, _, err = run(capsys, "train", NAME, "-o", resumed, *args)
     assert rc == 130
     monkeypatch.setattr(train_mod, "train_one_epoch", real)
@@ -174,6 +177,28 @@ def test_resume_is_exact_with_every_feature_on(data, tmp_path, capsys, monkeypat
     scales = sorted({g["lr_scale"] for g in ckpt["optimizer"]["param_groups"]})
     assert len(scales) > 2 and scales[-1] == 1.0 and scales[0] < 0.7 ** 2
     assert ckpt["model_ema"].keys() == ckpt["state_dict"].keys()
+
+
+def test_the_float16_gradient_scaler_is_checkpointed_and_resumed(data, tmp_path, capsys, monkeypatch):
+    """float16 AMP runs on CUDA only; its GradScaler path (scale, unscale for clipping, step, update, checkpoint,
+    restore) is the same on CPU, with a scaler whose scale changes during the run (growth every 2 steps)."""
+    monkeypatch.setattr(train_mod, "grad_scaler",
+                        lambda device, amp, dtype: torch.amp.GradScaler("cpu", init_scale=2.0 ** 4, growth_interval=2))
+    args = ["--data", str(data), "--epochs", "2", "-b", "4", "--seed", "4", *FAST, "--grad-accum-steps", "2",
+            "--clip-grad", "0.5", "--model-ema"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main(["train", NAME, "-o", str(straight), *args]) == 0
+    real = train_mod.train_one_epoch
+    monkeypatch.setattr(train_mod, "train_one_epoch", interrupted_in_epoch_2(real))
+    assert main(["train", NAME, "-o", str(resumed), *args]) == 130
+    first = torch.load(resumed / "checkpoint.pth", weights_only=False)["scaler"]
+    assert first["scale"] == 2.0 ** 5  # 2 updates: grown once
+    monkeypatch.setattr(train_mod, "train_one_epoch", real)
+    assert main(["train", "--resume", str(resumed)]) == 0
+    ends = [torch.load(d / "checkpoint.pth", weights_only=False)["scaler"] for d in (straight, resumed)]
+    assert ends[0]["scale"] == 2.0 ** 6 and ends[0] == ends[1]  # the resumed scaler went on from its state
+    a, b = weights(straight), weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_accumulated_batches_equal_one_big_batch(data, tmp_path):
@@ -219,6 +244,8 @@ def test_runs_saved_with_the_old_setting_names_resume(data, tmp_path, capsys):
     assert "resuming with changed settings (epochs 1 -> 2)" in err  # nothing else changed
     now = json.loads((run_dir / "args.json").read_text())
     assert (now["smoothing"], now["reprob"], now["aa"]) == (0.2, 0.3, "rand-m9-mstd0.5")
+    rc, _, err = run(capsys, "train", "--resume", run_dir, "--recipe", TAG)
+    one_line_error(err, "--recipe sets up a new run")
 
 
 # -- timm's streaming datasets ------------------------------------------------------------------------------------
@@ -243,7 +270,7 @@ def _write_wds(root, split, per_shard, shards, seed):
             "shard_lengths": [per_shard] * shards}
 
 
-def test_streaming_webdataset_shards(tmp_path, capsys):
+def test_streaming_webdataset_shards(tmp_path, capsys, monkeypatch):
     pytest.importorskip("webdataset")
     root = tmp_path / "wds"
     root.mkdir()
@@ -263,19 +290,10 @@ def test_streaming_webdataset_shards(tmp_path, capsys):
     assert json.loads((straight / "config.json").read_text())["label_names"] == ["0", "1", "2"]
     # interrupted in epoch 2, resumed: the same weights and EMA
     real = train_mod.train_one_epoch
-
-    def interrupted(tr, epoch):
-        if epoch == 1:
-            real(tr, epoch)
-            raise KeyboardInterrupt
-        return real(tr, epoch)
-
-    train_mod.train_one_epoch = interrupted
-    try:
-        rc, _, err = run(capsys, *base, "--num-classes", "3", "-o", resumed, "--model-ema")
-    finally:
-        train_mod.train_one_epoch = real
+    monkeypatch.setattr(train_mod, "train_one_epoch", interrupted_in_epoch_2(real))
+    rc, _, err = run(capsys, *base, "--num-classes", "3", "-o", resumed, "--model-ema")
     assert rc == 130
+    monkeypatch.setattr(train_mod, "train_one_epoch", real)
     rc, _, err = run(capsys, "train", "--resume", resumed)
     assert rc == 0, err
     for name in ("model.safetensors", "model_ema.safetensors"):
