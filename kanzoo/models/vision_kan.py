@@ -252,7 +252,7 @@ def _visionkan_cfg(**kwargs) -> Dict[str, Any]:
         pool_size=None, fixed_input_size=True, crop_pct=0.875, interpolation="bicubic", mean=IMAGENET_DEFAULT_MEAN,
         std=IMAGENET_DEFAULT_STD, first_conv="patch_embed.proj", classifier="head", license="mit",
         origin_url=ORIGIN_URL, paper_ids=(PAPER_DEIT, PAPER_KAN),
-        paper_name="DeiT and KAN; Vision-KAN itself has no paper (Chen, Gundavarapu and Wu, GitHub, 2024)"),
+        paper_name="DeiT and KAN, which Vision-KAN builds on; Vision-KAN itself is a GitHub project without a paper"),
         **kwargs))
 
 
@@ -296,8 +296,8 @@ def _released_upstream(tag: str, host: str, link: str) -> Upstream:
                        "not published, so a converted copy records the hash of the file it was made from"),
         metrics_source=(f"Vision-KAN README, 'Vision-KAN Models' table "
                         f"(chenziwenhaoshuai/Vision-KAN@{REFERENCE_REVISION[:7]})"),
-        metrics_revision="the released checkpoint, as the README pairs them; whether it is the best or the last "
-                         "epoch of the run is not stated",
+        metrics_revision="the released checkpoint: the README calls it the best checkpoint (main.py's "
+                         "best_checkpoint.pth: the epoch with the best top-1 of its `model` weights, not the EMA)",
         convert=(f"kanzoo convert --from visionkan checkpoint.pth {tag}/ --tag {tag} (reads the `model` entry "
                  f"safely; every tensor used except the blocks' dead mlp.fc1/fc2)"))
 
