@@ -18,7 +18,7 @@ from kanzoo.workflows.train_config import TrainConfig
 from kanzoo.workflows.train_recipe import settings_from_recipe
 from tests.support.cli_run import one_line_error, run
 from tests.support.kan_layer_cases import single_thread
-from tests.support.workflow_data import FAST, make_dataset, records, weights
+from tests.support.workflow_data import CLASSES, FAST, make_dataset, make_imagefolder, records, weights
 
 NAME = "simple_conv_kagn"
 KAT = "kat_tiny_patch16_224"
@@ -299,3 +299,22 @@ def test_streaming_webdataset_shards(tmp_path, capsys, monkeypatch):
     for name in ("model.safetensors", "model_ema.safetensors"):
         a, b = load_file(str(straight / name)), load_file(str(resumed / name))
         assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_map_style_timm_datasets_by_name(tmp_path, capsys):
+    """``--data torch/folder``: timm's create_dataset over torchvision's ImageFolder (the map-style path that
+    ``hfds/`` takes too): class names from the dataset, sampler and validation shards as for a folder."""
+    root = tmp_path / "tv"
+    make_imagefolder(root / "train", per_class=4)
+    make_imagefolder(root / "val", per_class=2, seed=1)
+    run_dir = tmp_path / "r"
+    rc, out, err = run(capsys, "train", NAME, "--data", "torch/folder", "--data-dir", root, "-o", run_dir,
+                       "--epochs", "1", "-b", "4", "--model-kwargs", "width_scale=0.25", "--img-size", "16", "-j", "0",
+                       "-q", "--no-progress")
+    assert rc == 0, err
+    rec = records(run_dir, "epoch")[0]
+    assert rec["train_images"] == 12 and rec["val_images"] == 6
+    assert json.loads((run_dir / "config.json").read_text())["label_names"] == list(CLASSES)
+    rc, _, err = run(capsys, "train", NAME, "--data", "wds/none", "--data-dir", tmp_path / "missing", "-o",
+                     tmp_path / "x", *FAST)
+    one_line_error(err, "'wds/none'", "could not be opened")
