@@ -206,7 +206,15 @@ def _add_train(sub, cmd: str) -> None:
     g.add_argument("--momentum", type=float, default=0.9, help="SGD-style optimizers (default 0.9)")
     g.add_argument("--lr", type=float, default=5e-4 if ft else 1e-3, help="learning rate (global batch)")
     g.add_argument("--layer-decay", type=float, help="layer-wise lr decay over the model's group_matcher groups")
-    g.add_argument("--sched", default="cosine", choices=SCHEDULES)
+    g.add_argument("--sched", default="cosine", choices=SCHEDULES, help="lr schedule (timm's; default cosine)")
+    g.add_argument("--sched-on-updates", action=argparse.BooleanOptionalAction, default=True,
+                   help="step the schedule every update (default) or, with --no-sched-on-updates, every epoch")
+    g.add_argument("--decay-rate", type=float, default=0.1, help="step/multistep: lr factor per decay; poly: power")
+    g.add_argument("--decay-epochs", type=float, default=90, help="step: epochs between decays")
+    g.add_argument("--decay-milestones", type=int, nargs="+", default=(90, 180, 270), metavar="EPOCH",
+                   help="multistep: the epochs of the decays")
+    g.add_argument("--warmup-prefix", action=argparse.BooleanOptionalAction, default=True,
+                   help="warm up before the schedule's epochs (default) or within them")
     g.add_argument("--min-lr", type=float, default=1e-6)
     g.add_argument("--weight-decay", type=float, default=0.05)
     g.add_argument("--warmup-epochs", type=float, default=0.5 if ft else 1.0)

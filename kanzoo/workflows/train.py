@@ -33,7 +33,7 @@ from timm.data.mixup import mixup_target
 from timm.loss import SoftTargetCrossEntropy
 from timm.models._input import get_model_args
 from timm.optim import create_optimizer_v2
-from timm.scheduler import CosineLRScheduler
+from timm.scheduler import CosineLRScheduler, create_scheduler_v2
 from timm.utils import ModelEmaV3, dispatch_clip_grad
 from torch import nn
 from tqdm import tqdm
@@ -335,10 +335,20 @@ class Trainer:
         except (ValueError, AssertionError, TypeError) as e:
             raise WorkflowError(f"--opt {cfg.opt!r}: {str(e).strip() or type(e).__name__}; "
                                 f"timm.optim.list_optimizers() lists the names") from None
-        total = cfg.epochs * self.steps_per_epoch
-        warmup = min(int(round(cfg.warmup_epochs * self.steps_per_epoch)), total // 2)  # at most half the run
-        sched = CosineLRScheduler(opt, t_initial=max(total - warmup, 1), lr_min=cfg.min_lr, warmup_t=warmup,
-                                  warmup_lr_init=cfg.warmup_lr, warmup_prefix=True, t_in_epochs=False)
+        if cfg.sched == "cosine" and cfg.sched_on_updates and cfg.warmup_prefix:
+            total = cfg.epochs * self.steps_per_epoch
+            warmup = min(int(round(cfg.warmup_epochs * self.steps_per_epoch)), total // 2)  # at most half the run
+            sched = CosineLRScheduler(opt, t_initial=max(total - warmup, 1), lr_min=cfg.min_lr, warmup_t=warmup,
+                                      warmup_lr_init=cfg.warmup_lr, warmup_prefix=True, t_in_epochs=False)
+            return opt, sched
+        # timm's other schedules (and cosine stepped per epoch), as timm's train.py builds them; the warmup is
+        # part of --epochs (a prefix is taken out of the schedule's epochs, so the run still ends at --epochs)
+        warmup = min(cfg.warmup_epochs, cfg.epochs / 2)
+        sched, _ = create_scheduler_v2(
+            opt, sched=cfg.sched, num_epochs=cfg.epochs - warmup if cfg.warmup_prefix else cfg.epochs,
+            decay_epochs=cfg.decay_epochs, decay_milestones=list(cfg.decay_milestones), decay_rate=cfg.decay_rate,
+            min_lr=cfg.min_lr, warmup_lr=cfg.warmup_lr, warmup_epochs=warmup, warmup_prefix=cfg.warmup_prefix,
+            step_on_epochs=not cfg.sched_on_updates, updates_per_epoch=self.steps_per_epoch)
         return opt, sched
 
     # -- the loop -------------------------------------------------------------------------------------------
@@ -657,6 +667,7 @@ def train_one_epoch(tr: Trainer, epoch: int) -> Tuple[float, float, float]:
     cfg, ctx = tr.cfg, tr.ctx
     tr.ddp.train()
     tr.opt.zero_grad(set_to_none=True)
+    tr.sched.step(epoch)  # a schedule stepped per epoch (sched_on_updates False); else a no-op
     if tr.mixup_fn is not None:
         tr.mixup_fn.mixup_enabled = not cfg.mixup_off_epoch or epoch < cfg.mixup_off_epoch
     loss_sum, correct, seen = 0.0, 0.0, 0.0

@@ -21,8 +21,8 @@ RUNTIME_FIELDS = ("output", "workers", "device", "progress", "quiet", "log_inter
 #: names that older ``args.json`` files (and checkpoints) used -> the timm ``train.py`` names used now
 ALIASES = {"label_smoothing": "smoothing", "re_prob": "reprob", "auto_augment": "aa"}
 
-#: the learning-rate schedules ``kanzoo train`` runs (timm's ``--sched``)
-SCHEDULES = ("cosine",)
+#: the learning-rate schedules ``kanzoo train`` runs (timm's ``--sched``; ``timm.scheduler.create_scheduler_v2``)
+SCHEDULES = ("cosine", "tanh", "step", "multistep", "poly")
 
 #: timm's ``--mixup-mode`` values
 MIXUP_MODES = ("batch", "pair", "elem")
@@ -73,6 +73,11 @@ class TrainConfig:
     lr: float = 1e-3
     layer_decay: Optional[float] = None
     sched: str = "cosine"
+    sched_on_updates: bool = True  # step the schedule every update (False: every epoch, as timm's default)
+    decay_rate: float = 0.1        # step / multistep: the lr factor at each decay; poly: the power
+    decay_epochs: float = 90       # step: epochs between decays
+    decay_milestones: Tuple[int, ...] = (90, 180, 270)  # multistep: the epochs of the decays
+    warmup_prefix: bool = True     # the warmup comes before the schedule's epochs (timm's default: inside them)
     min_lr: float = 1e-6
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
@@ -135,7 +140,7 @@ class TrainConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise WorkflowError(f"unknown training settings {unknown}; known: {sorted(names)}")
-        for k in ("scale", "ratio", "cutmix_minmax", "opt_betas", "input_size", "mean", "std"):
+        for k in ("scale", "ratio", "cutmix_minmax", "opt_betas", "input_size", "mean", "std", "decay_milestones"):
             if k in d and d[k] is not None:
                 d[k] = tuple(d[k])
         return cls(**d)
@@ -186,7 +191,10 @@ class TrainConfig:
                                     f"{list(self.cutmix_minmax)}")
         _check_choice("--mixup-mode", self.mixup_mode, MIXUP_MODES)
         _check_choice("--clip-mode", self.clip_mode, CLIP_MODES)
-        _check_choice("--sched", self.sched, SCHEDULES, " (the schedule kanzoo train runs: cosine with linear warmup)")
+        _check_choice("--sched", self.sched, SCHEDULES, " (timm.scheduler.create_scheduler_v2 names; plateau needs a "
+                      "metric every epoch, which kanzoo train does not feed it)")
+        if self.decay_rate <= 0:
+            raise WorkflowError(f"--decay-rate must be > 0, got {self.decay_rate}")
         if self.clip_grad is not None and self.clip_grad <= 0:
             raise WorkflowError(f"--clip-grad must be > 0, got {self.clip_grad}")
         if self.input_size is not None and (len(self.input_size) != 3 or min(self.input_size) < 1):

@@ -318,3 +318,19 @@ def test_map_style_timm_datasets_by_name(tmp_path, capsys):
     rc, _, err = run(capsys, "train", NAME, "--data", "wds/none", "--data-dir", tmp_path / "missing", "-o",
                      tmp_path / "x", *FAST)
     one_line_error(err, "'wds/none'", "could not be opened")
+
+
+@pytest.mark.parametrize("per_epoch", [False, True])
+def test_timm_schedules_other_than_cosine(data, tmp_path, per_epoch):
+    """--sched poly (the tck VGG recipes'): lr = min + (base - min) (1 - t/T)^power, with t and T counted in
+    updates (default) or in epochs (--no-sched-on-updates)."""
+    base, low, power = 0.01, 1e-4, 0.5
+    run_dir = tmp_path / "poly"
+    assert main(["train", NAME, "--data", str(data), "-o", str(run_dir), "--epochs", "2", "-b", "8", *FAST,
+                 "--sched", "poly", "--decay-rate", str(power), "--lr", str(base), "--min-lr", str(low),
+                 "--warmup-epochs", "0", "--log-interval", "1", *(["--no-sched-on-updates"] if per_epoch else [])]) == 0
+    steps = records(run_dir, "step")
+    assert len(steps) == 4  # 2 updates an epoch
+    t, total = ([0, 0, 1, 1], 2) if per_epoch else ([0, 1, 2, 3], 4)
+    expected = [low + (base - low) * (1 - k / total) ** power for k in t]
+    assert [r["lr"] for r in steps] == pytest.approx(expected)
