@@ -237,6 +237,7 @@ def _add_train(sub, cmd: str) -> None:
     a.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"))
     a.add_argument("--crop-pct", type=float, help="validation centre-crop fraction")
     a.add_argument("--interpolation", help="resize interpolation (default: the pretrained cfg's)")
+    a.add_argument("--train-interpolation", help="the training crop's interpolation (default: --interpolation)")
     a.add_argument("--mean", type=float, nargs="+")
     a.add_argument("--std", type=float, nargs="+")
     a.add_argument("--no-aug", action="store_true", help="no augmentation: resize and centre crop only")

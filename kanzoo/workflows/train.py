@@ -222,7 +222,10 @@ class Trainer:
                                                crop_pct=cfg.crop_pct, interpolation=cfg.interpolation,
                                                mean=cfg.mean, std=cfg.std)
         self.data_config["input_size"] = tuple(self.data_config["input_size"])
-        self.train_set.transform = build_transform(self.data_config, True, self.cfg.aug())
+        train_config = dict(self.data_config)
+        if self.cfg.train_interpolation:  # timm's --train-interpolation: the training crop's resize only
+            train_config["interpolation"] = self.cfg.train_interpolation
+        self.train_set.transform = build_transform(train_config, True, self.cfg.aug())
         if self.val_set is not None:
             self.val_set.transform = build_transform(self.data_config, False)
 

@@ -104,6 +104,7 @@ class TrainConfig:
     input_size: Optional[Tuple[int, int, int]] = None
     crop_pct: Optional[float] = None
     interpolation: Optional[str] = None
+    train_interpolation: Optional[str] = None  # the training transform's (default: interpolation)
     mean: Optional[Tuple[float, ...]] = None
     std: Optional[Tuple[float, ...]] = None
     # the augmentations, one flag each, with AugConfig's defaults

@@ -217,13 +217,18 @@ def test_accumulated_batches_equal_one_big_batch(data, tmp_path):
 
 
 def test_compile_runs_the_model_through_kanzoo_compile_model(data, tmp_path, capsys, monkeypatch):
-    seen = []
+    seen, transforms = [], []
     real = train_mod.compile_model
     monkeypatch.setattr(train_mod, "compile_model", lambda m, c: (seen.append(c), real(m, c))[1])
+    real_transform = train_mod.build_transform
+    monkeypatch.setattr(train_mod, "build_transform", lambda config, training, *a: (
+        transforms.append((training, config["interpolation"])), real_transform(config, training, *a))[1])
     rc, out, err = run(capsys, "train", NAME, "--data", data, "-o", tmp_path / "c", "--epochs", "1", "-b", "8",
-                       *FAST, "--compile", "eager", "--no-quiet")
+                       *FAST, "--compile", "eager", "--no-quiet", "--interpolation", "bilinear",
+                       "--train-interpolation", "nearest")
     assert rc == 0, err
     assert seen == [{"backend": "eager"}] and "torch.compile (eager)" in out
+    assert sorted(transforms) == [(False, "bilinear"), (True, "nearest")]
     assert json.loads((tmp_path / "c" / "args.json").read_text())["torchcompile"] == "eager"
     assert all(not k.startswith("_orig_mod") for k in weights(tmp_path / "c"))
 
