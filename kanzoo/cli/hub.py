@@ -1,14 +1,18 @@
-"""``kanzoo download``, ``kanzoo push`` and ``kanzoo cards``: pretrained weights into the Hugging Face cache, a
-model onto the Hub, and the model cards of the registry."""
+"""``kanzoo download``, ``kanzoo push``, ``kanzoo release`` and ``kanzoo cards``: pretrained weights into the Hugging
+Face cache, a model onto the Hub, every upstream checkpoint as a Hub-ready release, and the model cards of the
+registry."""
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from typing import Dict, List
 
+from ..errors import WorkflowError
 from ..hub import push_to_hub, stale_model_cards, write_model_cards
 from ..models import list_pretrained
 from ..workflows.loading import download_pretrained, load_model
+from ..workflows.release import build_release, push_release
 from ._args import KeyValues
 
 
@@ -38,6 +42,16 @@ def add_publish_parsers(sub) -> None:
     ps.add_argument("--message", help="commit message")
     ps.set_defaults(func=run_push)
 
+    rl = sub.add_parser("release", help="convert every upstream checkpoint into kanzoo's layout, one Hub-ready "
+                                        "folder per tag (and --push them)")
+    rl.add_argument("--out", required=True, help="release folder (one subfolder per tag, plus release.json)")
+    rl.add_argument("--tags", nargs="+", help="a subset of the upstream tags (default: all)")
+    rl.add_argument("--source", action="append", default=[], metavar="TAG=FILE",
+                    help="the authors' file for a tag they host off the Hub (repeatable)")
+    rl.add_argument("--org", default="kanzoo", help="Hub user or organisation of the repos ORG/<tag> (default kanzoo)")
+    rl.add_argument("--push", action="store_true", help="upload the built folders and record each commit")
+    rl.set_defaults(func=run_release)
+
     cd = sub.add_parser("cards", help="write one model card per pretrained tag (or --check them)")
     cd.add_argument("--out", default="model_cards", help="folder (default model_cards)")
     cd.add_argument("--check", action="store_true", help="exit 1 if a card differs from the registry")
@@ -66,6 +80,31 @@ def run_push(args: argparse.Namespace) -> int:
                       revision=args.revision, label_names=loaded.label_names)
     print(f"pushed {args.name} to {args.repo}: {url}")
     print(f"load it with kanzoo.create_model('hf-hub:{args.repo}', pretrained=True)")
+    return 0
+
+
+def _sources(pairs: List[str]) -> Dict[str, str]:
+    out = {}
+    for pair in pairs:
+        tag, sep, path = pair.partition("=")
+        if not sep or not tag or not path:
+            raise WorkflowError(f"--source takes TAG=FILE, got {pair!r}")
+        out[tag] = path
+    return out
+
+
+def run_release(args: argparse.Namespace) -> int:
+    """Builds a release folder of every upstream checkpoint (or --tags), then with --push uploads it."""
+    report = build_release(args.out, tags=args.tags, sources=_sources(args.source), org=args.org)
+    for e in report.released:
+        print(f"{e.tag}: {args.out}/{e.folder} (source sha256 {e.source_sha256[:12]}…, model.safetensors "
+              f"{e.sha256[:12]}…)")
+    for tag, why in report.skipped.items():
+        print(f"{tag}: skipped, {why}")
+    if args.push:
+        for e in push_release(args.out).released:
+            print(f"{e.tag}: pushed to {e.repo_id}@{e.revision}; pin it with {e.registry_line()}")
+    print(f"{len(report.released)} tag(s) released, {len(report.skipped)} skipped; index: {args.out}/release.json")
     return 0
 
 

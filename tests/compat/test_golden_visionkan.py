@@ -24,7 +24,7 @@ from kanzoo.compat.visionkan import (
 from kanzoo.errors import NoPretrainedWeightsError, WeightsFileError
 from tests.support.cli_run import run
 from tests.support.golden import load_case, manifest
-from tests.support.weight_rule import check_rule_checksums, rule_state_constructed
+from tests.support.upstream_files import visionkan_state as rule_state
 
 MAN = manifest("visionkan")
 CASES = {c["name"]: c for c in MAN["cases"]}
@@ -35,22 +35,6 @@ F64 = torch.float64
 def _tol(case, dtype="float64"):
     t = case["tolerance"][dtype]
     return dict(atol=t["atol"], rtol=t["rtol"])
-
-
-_STATES = {}
-
-
-def rule_state(name):
-    """The reference state of a case by the rule (``rbf.grid`` keeps its constructed linspace(-2, 2, 8)),
-    checked against the manifest's checksums; cached per case."""
-    if name not in _STATES:
-        case = CASES[name]
-        constructed = {k: torch.linspace(-2, 2, 8) for k, _, _ in case["state_keys"] if k.endswith("rbf.grid")}
-        state = rule_state_constructed(case["weight_salt"], case["state_keys"], constructed, token_params=True)
-        check_rule_checksums(state, case["rule_checksums"])
-        _STATES.clear()  # one 12-block state at a time (up to 135 MB)
-        _STATES[name] = state
-    return _STATES[name]
 
 
 def test_case_list():

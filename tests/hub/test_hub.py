@@ -10,15 +10,14 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-from safetensors.torch import save as save_safetensors
 
 import kanzoo
 from kanzoo.hub import WeightsIntegrityError, WeightsNotFoundError, WeightsOfflineError
 from tests.support import REPO
 from tests.support.fakehub import set_offline
-from tests.support.golden import load_case, tck_hub_cases, tck_hub_checkpoints
+from tests.support.golden import load_case, tck_hub_cases
 from tests.support.hub_files import tiny_repo_files
-from tests.support.weight_rule import rule_state
+from tests.support.upstream_files import tck_upstream
 
 HUB_CASES = tck_hub_cases()
 CASES = {arch: case for arch, (_, case) in HUB_CASES.items()}
@@ -26,21 +25,8 @@ CASES = {arch: case for arch, (_, case) in HUB_CASES.items()}
 
 @pytest.fixture(scope="module")
 def upstream_files():
-    """arch -> the files of its upstream repo (config.json as PyTorchModelHubMixin writes it, model.safetensors
-    with the weight-rule tensors under the reference keys), built once per module."""
-    cache = {}
-
-    def get(arch):
-        if arch not in cache:
-            case = CASES[arch]
-            info = tck_hub_checkpoints()[f"brivangl/{arch}"]
-            state = rule_state(case["weight_salt"], case["state_keys"])
-            config = json.dumps(info["config_json"], indent=2, sort_keys=True)
-            cache[arch] = {"config.json": config.encode(),
-                           "model.safetensors": save_safetensors({k: v.contiguous() for k, v in state.items()}),
-                           "README.md": b"---\nlibrary_name: pytorch\ntags: [model_hub_mixin]\n---\n\nA model.\n"}
-        return cache[arch]
-    return get
+    """arch -> the files of its upstream repo (tests.support.upstream_files)."""
+    return tck_upstream
 
 
 def _publish(hub, arch, files):

@@ -8,10 +8,7 @@ the ``.in1k`` repos hold them as they are, the ``.vitft`` repos with ``head.bias
 repo a tag loaded (golden logits, or golden logits + 1).
 """
 import hashlib
-import io
-import json
 import time
-from pathlib import Path
 
 import pytest
 import timm
@@ -19,41 +16,19 @@ import torch
 
 import kanzoo
 from kanzoo.hub import WeightsIntegrityError
-from tests.support.golden import ROOT, load_case, manifest
-from tests.support.weight_rule import kat_case_state
+from tests.support.golden import load_case
+from tests.support.upstream_files import KAT_CHECKPOINTS as CHECKPOINTS
+from tests.support.upstream_files import KAT_HUB_CASES as HUB_CASES
+from tests.support.upstream_files import kat_repo as _repo
+from tests.support.upstream_files import kat_upstream
 
-MAN = manifest("kat")
-HUB_CASES = {c["timm_model"]: c for c in MAN["cases"] if c["family"] == "KAT-hub"}
-CHECKPOINTS = json.loads((Path(ROOT) / "kat" / "hub_checkpoints.json").read_text())["checkpoints"]
 TAGS = [(arch, tag) for arch in sorted(HUB_CASES) for tag in ("in1k", "vitft_in1k")]
-
-
-def _repo(arch, tag):
-    return f"adamdad/{arch}" + (".vitft" if tag == "vitft_in1k" else "")
 
 
 @pytest.fixture(scope="module")
 def upstream():
-    """(arch, tag) -> the files of its upstream repo, built lazily and once per module."""
-    cache, states = {}, {}
-
-    def get(arch, tag):
-        if (arch, tag) not in cache:
-            if arch not in states:
-                states[arch] = kat_case_state(HUB_CASES[arch], MAN["init_json_modes"])
-            state = dict(states[arch])
-            if tag == "vitft_in1k":
-                state["head.bias"] = state["head.bias"] + 1.0
-            buf = io.BytesIO()
-            torch.save(state, buf)  # timm's push_to_hub wrote a flat float32 state dict this way
-            info = CHECKPOINTS[_repo(arch, tag)]
-            cache[(arch, tag)] = {
-                "config.json": json.dumps(info["config_json"], indent=2).encode(),
-                "pytorch_model.bin": buf.getvalue(),
-                "README.md": b"---\ntags: [image-classification, timm]\nlibrary_name: timm\nlicense: apache-2.0\n---\n",
-            }
-        return cache[(arch, tag)]
-    return get
+    """(arch, tag) -> the files of its upstream repo (tests.support.upstream_files)."""
+    return kat_upstream
 
 
 def _golden(arch):
