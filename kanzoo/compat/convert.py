@@ -108,10 +108,8 @@ def describe_ukan(state: Dict[str, torch.Tensor]) -> Tuple[str, Dict[str, Any]]:
     return "ukan_small", kwargs
 
 
-def describe_mlpkan(state: Dict[str, torch.Tensor]) -> Tuple[str, Dict[str, Any]]:
-    """``(architecture, model kwargs)`` of a reference-keyed MLP-KAN (VisionKAN) state dict. The heads are not in
-    the weights: DeiT's 64 channels per head is assumed (pass ``num_heads`` to override)."""
-    what = "MLP-KAN"
+def _vit_geometry(state: Dict[str, torch.Tensor], what: str) -> Tuple[int, int, int, int]:
+    """``(embed_dim, patch_size, in_chans, img_size)`` of a reference-keyed DeiT-style ViT state dict."""
     dim = int(_need(state, "cls_token", what).shape[-1])
     proj = _need(state, "patch_embed.proj.weight", what)
     patch, in_chans = int(proj.shape[-1]), int(proj.shape[1])
@@ -119,7 +117,14 @@ def describe_mlpkan(state: Dict[str, torch.Tensor]) -> Tuple[str, Dict[str, Any]
     side = math.isqrt(n_tok)
     if side * side != n_tok:
         raise ValueError(f"pos_embed holds {n_tok} patch positions, not a square grid: cannot tell the image size")
-    img = side * patch
+    return dim, patch, in_chans, side * patch
+
+
+def describe_mlpkan(state: Dict[str, torch.Tensor]) -> Tuple[str, Dict[str, Any]]:
+    """``(architecture, model kwargs)`` of a reference-keyed MLP-KAN (VisionKAN) state dict. The heads are not in
+    the weights: DeiT's 64 channels per head is assumed (pass ``num_heads`` to override)."""
+    what = "MLP-KAN"
+    dim, patch, in_chans, img = _vit_geometry(state, what)
     depth = _count(state, "blocks")
     hidden = int(_need(state, "blocks.0.kan.experts.0.fc1.weight", what).shape[0])
     kwargs: Dict[str, Any] = dict(num_classes=int(_need(state, "head.weight", what).shape[0]))
@@ -139,17 +144,11 @@ def describe_visionkan(state: Dict[str, torch.Tensor]) -> Tuple[str, Dict[str, A
     """``(architecture, model kwargs)`` of a reference-keyed Vision-KAN state dict (chenziwenhaoshuai/Vision-KAN).
     The heads are not in the weights: DeiT's 64 channels per head is assumed (pass ``num_heads`` to override)."""
     what = "Vision-KAN"
-    dim = int(_need(state, "cls_token", what).shape[-1])
-    proj = _need(state, "patch_embed.proj.weight", what)
-    patch, in_chans = int(proj.shape[-1]), int(proj.shape[1])
-    n_tok = int(_need(state, "pos_embed", what).shape[1]) - 1
-    side = math.isqrt(n_tok)
-    if side * side != n_tok:
-        raise ValueError(f"pos_embed holds {n_tok} patch positions, not a square grid: cannot tell the image size")
+    dim, patch, in_chans, img = _vit_geometry(state, what)
     hidden = int(_need(state, "blocks.0.kan.layers.0.spline_linear.weight", what).shape[0])
     grid = _need(state, "blocks.0.kan.layers.0.rbf.grid", what).flatten()
     layout: Dict[str, Any] = dict(
-        img_size=side * patch, patch_size=patch, num_classes=int(_need(state, "head.weight", what).shape[0]),
+        img_size=img, patch_size=patch, num_classes=int(_need(state, "head.weight", what).shape[0]),
         embed_dim=dim, depth=_count(state, "blocks"), num_heads=max(1, dim // 64), kan_hidden=hidden)
     if in_chans != 3:
         layout["in_chans"] = in_chans

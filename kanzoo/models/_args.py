@@ -9,7 +9,7 @@ import math
 from numbers import Integral, Real
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
-__all__ = ["check_model_args", "ARG_RULES", "pool_error"]
+__all__ = ["check_model_args", "ARG_RULES", "pool_error", "scaled_vit_widths"]
 
 
 def _is_int(v: Any) -> bool:
@@ -98,3 +98,20 @@ def pool_error(variant: str, global_pool: Optional[str], error: AssertionError) 
         return None
     return ValueError(f"{variant}: global_pool={global_pool!r} is not supported ({str(error).strip()}); "
                       f"use one of '', 'avg', 'max', 'avgmax' (CNNs also 'catavgmax'; ViTs 'token', 'map')")
+
+
+def scaled_vit_widths(embed_dim: int, num_heads: int, width_scale: float, hidden_name: str, hidden: int,
+                      min_hidden: int = 1) -> Tuple[int, int]:
+    """``(embed_dim, hidden)`` of a ViT with a KAN MLP after checking them and applying ``width_scale``: the
+    embedding rounds to a multiple of ``num_heads``, the MLP's hidden width to at least ``min_hidden``."""
+    if isinstance(width_scale, bool) or not isinstance(width_scale, (int, float)) or not width_scale > 0:
+        raise ValueError(f"width_scale must be a number > 0, got {width_scale!r}")
+    for name, v in (("embed_dim", embed_dim), ("num_heads", num_heads), (hidden_name, hidden)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if width_scale != 1.0:
+        embed_dim = max(1, int(round(embed_dim * width_scale / num_heads))) * num_heads
+        hidden = max(min_hidden, int(round(hidden * width_scale)))
+    if embed_dim % num_heads:
+        raise ValueError(f"embed_dim={embed_dim} must be a multiple of num_heads={num_heads}")
+    return embed_dim, hidden

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..layers import MoEKANMlp
 from ..layers.moe import routed_active_parameters
+from ._args import scaled_vit_widths
 from ._base import build_kan_model, generate_kan_cfgs, register_variants, unwrap_checkpoint
 
 __all__ = ["MLPKAN"]
@@ -108,16 +109,8 @@ class MLPKAN(VisionTransformer):
     ):
         if router_dtype not in _ROUTER_DTYPES:
             raise ValueError(f"router_dtype must be one of {sorted(_ROUTER_DTYPES)}, got {router_dtype!r}")
-        if isinstance(width_scale, bool) or not isinstance(width_scale, (int, float)) or not width_scale > 0:
-            raise ValueError(f"width_scale must be a number > 0, got {width_scale!r}")
-        for name, v in (("embed_dim", embed_dim), ("num_heads", num_heads), ("expert_hidden", expert_hidden)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if width_scale != 1.0:
-            embed_dim = max(1, int(round(embed_dim * width_scale / num_heads))) * num_heads
-            expert_hidden = max(2, int(round(expert_hidden * width_scale)))
-        if embed_dim % num_heads:
-            raise ValueError(f"embed_dim={embed_dim} must be a multiple of num_heads={num_heads}")
+        embed_dim, expert_hidden = scaled_vit_widths(embed_dim, num_heads, width_scale, "expert_hidden",
+                                                     expert_hidden, min_hidden=2)
         mlp_layer = partial(MoEKANMlp, expert_hidden=expert_hidden, num_experts=num_experts,
                             num_mlp_experts=num_mlp_experts, top_k=top_k, router_dtype=_ROUTER_DTYPES[router_dtype],
                             aux_loss_coef=aux_loss_coef, kan_kwargs=kan_kwargs)

@@ -36,6 +36,7 @@ from torch import nn
 
 from ..layers import FasterKAN
 from ..weights import Upstream
+from ._args import scaled_vit_widths
 from ._base import _cfg, build_kan_model, generate_kan_cfgs, register_variants, unwrap_checkpoint
 from .mlp_kan import convert_mlpkan_state
 
@@ -155,21 +156,12 @@ class VisionKAN(VisionTransformer):
         device=None,
         dtype=None,
     ):
-        if isinstance(width_scale, bool) or not isinstance(width_scale, (int, float)) or not width_scale > 0:
-            raise ValueError(f"width_scale must be a number > 0, got {width_scale!r}")
-        for name, v in (("embed_dim", embed_dim), ("num_heads", num_heads), ("kan_hidden", kan_hidden)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
         kan_kwargs = dict(kan_kwargs or {})
         unknown = sorted(set(kan_kwargs) - {"grid_size", "grid_range", "denominator"})
         if unknown:
             raise ValueError(f"unknown kan_kwargs {unknown}; the FasterKAN basis takes grid_size, grid_range and "
                              f"denominator")
-        if width_scale != 1.0:
-            embed_dim = max(1, int(round(embed_dim * width_scale / num_heads))) * num_heads
-            kan_hidden = max(1, int(round(kan_hidden * width_scale)))
-        if embed_dim % num_heads:
-            raise ValueError(f"embed_dim={embed_dim} must be a multiple of num_heads={num_heads}")
+        embed_dim, kan_hidden = scaled_vit_widths(embed_dim, num_heads, width_scale, "kan_hidden", kan_hidden)
         super().__init__(
             img_size=img_size, patch_size=patch_size, in_chans=in_chans, num_classes=num_classes,
             global_pool=global_pool, embed_dim=embed_dim, depth=depth, num_heads=num_heads,

@@ -370,11 +370,11 @@ def _class_names(ds: Any) -> Optional[List[str]]:
     return None
 
 
-class TimmMapDataset(Dataset):
-    """A map-style timm / torchvision dataset (``hfds/``, ``torch/``) yielding ``(image, target, None)``; the
-    transform is set on the wrapped dataset."""
+class _TimmDatasetView:
+    """What both timm dataset wrappers share: the wrapped dataset, its class names, and a ``transform`` that is
+    the wrapped dataset's own."""
 
-    def __init__(self, ds: Dataset):
+    def __init__(self, ds):
         self.ds = ds
         self.class_names = _class_names(ds)
 
@@ -385,6 +385,11 @@ class TimmMapDataset(Dataset):
     @transform.setter
     def transform(self, t) -> None:
         self.ds.transform = t
+
+
+class TimmMapDataset(_TimmDatasetView, Dataset):
+    """A map-style timm / torchvision dataset (``hfds/``, ``torch/``) yielding ``(image, target, None)``; the
+    transform is set on the wrapped dataset."""
 
     def __len__(self) -> int:
         return len(self.ds)
@@ -394,22 +399,10 @@ class TimmMapDataset(Dataset):
         return img, int(target), None
 
 
-class TimmIterableDataset(torch.utils.data.IterableDataset):
+class TimmIterableDataset(_TimmDatasetView, torch.utils.data.IterableDataset):
     """A streaming timm dataset (``wds/``, ``hfids/``, ``tfds/``) yielding ``(image, target, None)``. timm's
     reader splits the shards over processes and loader workers and shuffles with the epoch (:meth:`set_epoch`);
     its length is this process's samples per epoch."""
-
-    def __init__(self, ds: torch.utils.data.IterableDataset):
-        self.ds = ds
-        self.class_names = _class_names(ds)
-
-    @property
-    def transform(self):
-        return self.ds.transform
-
-    @transform.setter
-    def transform(self, t) -> None:
-        self.ds.transform = t
 
     def set_epoch(self, epoch: int) -> None:
         self.ds.set_epoch(epoch)

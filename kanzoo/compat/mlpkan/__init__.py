@@ -41,7 +41,7 @@ from torch import nn
 
 from ...layers import FasterKAN, MoEKANMlp, fasterkan_linear
 from ...models.mlp_kan import MLPKAN, convert_mlpkan_state, is_reference_mlpkan_state, split_dead_keys
-from ..tck._state import load_strict
+from ..tck._state import build_loaded
 
 FAMILIES = ("FasterKANLayer", "FasterKAN", "MoE_KAN_MLP", "kanBlock", "VisionKAN", "VisionKAN-full")
 _CLASS_FAMILIES = {"FasterKANLayer": "FasterKANLayer", "FasterKAN": "FasterKAN", "MoE_KAN_MLP": "MoE_KAN_MLP",
@@ -123,14 +123,8 @@ def from_reference(case: Dict[str, Any], state_dict: Optional[Dict[str, torch.Te
     Returns:
         The kanzoo module in train mode.
     """
-    if state_dict is None:
-        module = build(case, router_dtype=router_dtype)
-        return module.to(dtype) if dtype is not None else module
-    # every tensor is loaded: build without initialising (on meta), then allocate
-    module = build(case, router_dtype=router_dtype, device="meta").to_empty(device="cpu")
-    if dtype is not None:
-        module = module.to(dtype)
-    return load_strict(module, convert_mlpkan_state(dict(state_dict))[0])
+    return build_loaded(partial(build, case, router_dtype=router_dtype), state_dict,
+                        lambda s: convert_mlpkan_state(s)[0], dtype)
 
 
 __all__ = ["FAMILIES", "build", "convert_mlpkan_state", "family_of", "from_reference", "is_reference_mlpkan_state",

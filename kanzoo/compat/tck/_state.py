@@ -5,7 +5,7 @@ helpers live with the models that use them (:mod:`kanzoo.models._tck_layers`) an
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Callable, Dict, Optional
 
 import torch
 from torch import nn
@@ -13,7 +13,8 @@ from torch import nn
 from ...models._tck_layers import StateReader, channel_major_to_channel, degree_major_to_channel, norm_state
 from ...weights import load_state_strict
 
-__all__ = ["StateReader", "channel_major_to_channel", "degree_major_to_channel", "load_strict", "norm_state"]
+__all__ = ["StateReader", "channel_major_to_channel", "degree_major_to_channel", "load_strict", "norm_state",
+           "build_loaded"]
 
 
 def load_strict(module: nn.Module, mapped: Dict[str, torch.Tensor]) -> nn.Module:
@@ -21,3 +22,19 @@ def load_strict(module: nn.Module, mapped: Dict[str, torch.Tensor]) -> nn.Module
     (:func:`kanzoo.weights.load_state_strict`); returns the module."""
     load_state_strict(module, mapped, source="the converted reference state", name=type(module).__name__)
     return module
+
+
+def build_loaded(build: Callable[..., nn.Module], state_dict: Optional[Dict[str, torch.Tensor]],
+                 convert: Callable[[Dict[str, torch.Tensor]], Dict[str, torch.Tensor]],
+                 dtype: Optional[torch.dtype] = None) -> nn.Module:
+    """``build(device=...)`` with ``state_dict`` converted by ``convert`` and loaded strictly, in ``dtype``.
+
+    Without a state dict the module is built and initialised as usual. With one, every tensor is loaded, so the
+    module is built on the meta device (no initialisation) and then allocated."""
+    if state_dict is None:
+        module = build()
+        return module.to(dtype) if dtype is not None else module
+    module = build(device="meta").to_empty(device="cpu")
+    if dtype is not None:
+        module = module.to(dtype)
+    return load_strict(module, convert(dict(state_dict)))

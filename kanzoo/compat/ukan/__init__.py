@@ -24,6 +24,7 @@ model's checkpoint filter reads reference weights too.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Dict, Optional
 
 import torch
@@ -31,7 +32,7 @@ from torch import nn
 
 from ...layers import SplineKANLinear, TokenKANBlock
 from ...models.ukan import UKAN, convert_ukan_state, is_reference_ukan_state
-from ..tck._state import load_strict
+from ..tck._state import build_loaded
 
 FAMILIES = ("KANLinear", "KANBlock", "UKAN", "UKAN-hub")
 _CLASS_FAMILIES = {"KANLinear": "KANLinear", "KANBlock": "KANBlock", "UKAN": "UKAN"}
@@ -98,14 +99,7 @@ def from_reference(case: Dict[str, Any], state_dict: Optional[Dict[str, torch.Te
     Returns:
         The kanzoo module in train mode. ``KANBlock`` modules are called like the reference, ``m(x, H, W)``.
     """
-    if state_dict is None:
-        module = build(case)
-        return module.to(dtype) if dtype is not None else module
-    # every tensor is loaded: build without initialising (on meta), then allocate
-    module = build(case, device="meta").to_empty(device="cpu")
-    if dtype is not None:
-        module = module.to(dtype)
-    return load_strict(module, convert_ukan_state(dict(state_dict)))
+    return build_loaded(partial(build, case), state_dict, convert_ukan_state, dtype)
 
 
 __all__ = ["FAMILIES", "build", "convert_ukan_state", "family_of", "from_reference", "is_reference_ukan_state"]

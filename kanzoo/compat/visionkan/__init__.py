@@ -22,6 +22,7 @@ apart from the dead keys every reference key is used and every kanzoo tensor fil
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any, Dict, Optional, Tuple
 
 import torch
@@ -34,7 +35,7 @@ from ...models.vision_kan import (
     is_reference_visionkan_state,
     split_dead_keys,
 )
-from ..tck._state import load_strict
+from ..tck._state import build_loaded
 
 #: reference entrypoint -> (embed dim, heads, image size); every one has 12 blocks and patch 16
 ENTRYPOINTS = {
@@ -107,14 +108,7 @@ def from_reference(case: Dict[str, Any], state_dict: Optional[Dict[str, torch.Te
     Returns:
         The kanzoo model (a registered ``vision_kan_*`` architecture) in train mode.
     """
-    if state_dict is None:
-        model = build(case)
-        return model.to(dtype) if dtype is not None else model
-    # every tensor is loaded: build without initialising (on meta), then allocate
-    model = build(case, device="meta").to_empty(device="cpu")
-    if dtype is not None:
-        model = model.to(dtype)
-    return load_strict(model, convert_visionkan_state(dict(state_dict))[0])
+    return build_loaded(partial(build, case), state_dict, lambda s: convert_visionkan_state(s)[0], dtype)
 
 
 __all__ = ["ENTRYPOINTS", "architecture", "build", "convert_visionkan_state", "from_reference",
