@@ -225,7 +225,7 @@ def _usage(name: str, family: str, task: str, announced: bool) -> List[str]:
     if announced:
         out += ["The weights are not on the Hugging Face Hub yet. Convert the authors' released checkpoint and load "
                 "the converted folder:", "", "```bash", f"kanzoo convert --from {family} model.pth "
-                f"{name.split('.', 1)[1]}/", "```", ""]
+                f"{name.split('.', 1)[1]}/ --tag {name.split('.', 1)[1]}", "```", ""]
         load = f'model = kanzoo.create_model("local-dir:{name.split(".", 1)[1]}", pretrained=True).eval()'
     else:
         load = f'model = kanzoo.create_model("{name}", pretrained=True).eval()'

@@ -493,7 +493,7 @@ def _released_upstream(tag: str) -> Upstream:
                        "so a converted copy records the hash of the file it was made from"),
         metrics_source="U-KAN README, segmentation results table (CUHK-AIM-Group/U-KAN@b20bf63)",
         metrics_revision="the released checkpoint (a single run, per the README; the paper averages 3 runs)",
-        convert=f"kanzoo convert --from ukan model.pth {tag}/ (strict; every tensor of the file is used)")
+        convert=f"kanzoo convert --from ukan model.pth {tag}/ --tag {tag} (strict; every tensor of the file is used)")
 
 
 def _released_cfg(tag: str, dataset: str, side: int, iou: float, f1: float) -> Dict[str, Any]:
