@@ -72,6 +72,7 @@ ARG_RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "pos_drop_rate": _PROBABILITY,
     "dropout": _PROBABILITY,
     "global_pool": ((lambda v: isinstance(v, str)), "a pooling name (str)"),
+    "head_pool_size": _size(1),
 }
 
 _HINTS = {"num_classes": " (0 removes the classifier)"}

@@ -157,37 +157,147 @@ def _build(model_cls: Type[nn.Module], variant: str, pretrained: bool, **kwargs:
     return model
 
 
+def check_head_pool_size(value: Any) -> Tuple[int, int]:
+    """``head_pool_size`` as a pair (h, w): an int n >= 1 means (n, n); anything else is a ValueError."""
+    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if (not isinstance(pair, (tuple, list)) or len(pair) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair)):
+        raise ValueError(f"head_pool_size must be an int >= 1 or a pair (h, w) of them, got {value!r}; "
+                         f"1 is the global average pool, (h, w) pools to h×w and flattens")
+    return int(pair[0]), int(pair[1])
+
+
+def adaptive_bins(size: int, bins: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(bins, size) averaging weights: row i is 1/n on positions [⌊i·size/bins⌋, ⌈(i+1)·size/bins⌉) (n of
+    them), PyTorch's adaptive-pooling bins."""
+    i = torch.arange(bins, device=device)
+    start = torch.div(i * size, bins, rounding_mode="floor")
+    end = torch.div((i + 1) * size + bins - 1, bins, rounding_mode="floor")
+    r = torch.arange(size, device=device)
+    mask = ((r.unsqueeze(0) >= start.unsqueeze(1)) & (r.unsqueeze(0) < end.unsqueeze(1))).to(dtype)
+    return mask / mask.sum(dim=1, keepdim=True)
+
+
+class AdaptiveAvgPool2dMatmul(nn.Module):
+    """``nn.AdaptiveAvgPool2d(output_size)`` as two matrix products with the bin weights of
+    :func:`adaptive_bins` (p = A_h · x · A_wᵀ), so that it exports: ONNX has no adaptive pooling to an output
+    size that does not divide the input (7×7 → 3×3) or over a dynamic input size."""
+
+    def __init__(self, output_size: Tuple[int, int]):
+        super().__init__()
+        self.output_size = (int(output_size[0]), int(output_size[1]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = adaptive_bins(x.shape[-2], self.output_size[0], x.dtype, x.device)
+        cols = adaptive_bins(x.shape[-1], self.output_size[1], x.dtype, x.device)
+        return torch.matmul(torch.matmul(rows, x), cols.transpose(0, 1))
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+
+class FlattenClassifierHead(nn.Module):
+    """A classifier head that average-pools to a fixed h×w map and flattens it, torch-conv-kan's VGG head with
+    ``expected_feature_shape=(h, w)`` (``AdaptiveAvgPool2d((h, w))``, flatten, dropout, linear).
+
+    For features x of shape (B, C, H, W), with ``pool_type='avg'``:
+
+    * pool: p[b, c, i, j] = mean of x[b, c, r, s] over rows r in [⌊iH/h⌋, ⌈(i+1)H/h⌉) and columns s in
+      [⌊jW/w⌋, ⌈(j+1)W/w⌉) (PyTorch's adaptive bins, ``nn.AdaptiveAvgPool2d((h, w))``; they overlap when
+      H < h, and the pool is the identity when H = h and W = w), computed as matrix products
+      (:class:`AdaptiveAvgPool2dMatmul`) so that it exports to ONNX;
+    * flatten channel-major: z[b, c·h·w + i·w + j] = p[b, c, i, j], ``num_features`` = C·h·w features;
+    * logits = ``fc``(dropout(z)) with ``fc`` a Linear(C·h·w → num_classes) (an Identity for num_classes=0).
+
+    ``pool_type`` is the model's ``global_pool``: ``'avg'`` is the pooling above; ``''`` is no pooling and no
+    flattening (the unpooled map passes through, so it needs ``num_classes=0``). Other timm pool names
+    (``'max'``, ``'avgmax'`` ...) are a ValueError: this head's pooling is fixed by ``pool_size``.
+    """
+
+    def __init__(self, in_features: int, num_classes: int, pool_size: Union[int, Tuple[int, int]],
+                 pool_type: str = "avg", drop_rate: float = 0.0, device=None, dtype=None):
+        super().__init__()
+        self.in_features = in_features
+        self.pool_size = check_head_pool_size(pool_size)
+        self.num_features = in_features * self.pool_size[0] * self.pool_size[1]
+        self.drop = nn.Dropout(drop_rate)
+        self._build(num_classes, pool_type, device, dtype)
+
+    def _build(self, num_classes: int, pool_type: str, device, dtype) -> None:
+        h, w = self.pool_size
+        if pool_type not in ("avg", ""):
+            raise ValueError(f"global_pool={pool_type!r} does not work with head_pool_size=({h}, {w}), which "
+                             f"average-pools to {h}×{w} and flattens; use global_pool='avg', or '' with "
+                             f"num_classes=0 for the unpooled map, or build with head_pool_size=1 for timm's pools")
+        if not pool_type and num_classes > 0:
+            raise ValueError(f"global_pool='' with num_classes={num_classes}: without pooling the head has no "
+                             f"fixed width to classify; use num_classes=0 with it, or global_pool='avg'")
+        self.pool_type = pool_type
+        self.global_pool = AdaptiveAvgPool2dMatmul((h, w)) if pool_type else nn.Identity()
+        self.flatten = nn.Flatten(1) if pool_type else nn.Identity()
+        self.fc = (nn.Linear(self.num_features, num_classes, device=device, dtype=dtype) if num_classes > 0
+                   else nn.Identity())
+
+    def reset(self, num_classes: int, pool_type: Optional[str] = None, device=None, dtype=None) -> None:
+        """A new classifier for ``num_classes`` (0: none); ``pool_type`` None keeps the pooling. Keeps the
+        train mode."""
+        self._build(num_classes, self.pool_type if pool_type is None else pool_type, device, dtype)
+        for m in (self.global_pool, self.flatten, self.fc):
+            m.train(self.training)
+
+    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.flatten(self.global_pool(x))
+        x = self.drop(x)
+        if pre_logits:
+            return x
+        return self.fc(x)
+
+
 class KANClassifier(nn.Module):
     """Base of kanzoo's CNN classifiers: the head API that timm's tools and tests expect.
 
     Subclasses build ``self.head`` with :meth:`_init_head` and implement ``forward_features`` (unpooled
     features, ``num_features`` channels). ``forward_head`` pools, drops out and classifies;
-    ``reset_classifier(0)`` gives pooled features.
+    ``reset_classifier(0)`` gives pooled features (``head_hidden_size`` of them).
     """
 
     num_classes: int
     num_features: int
     head_hidden_size: int
+    #: the head's pooled map: (1, 1) the global pool, (h, w) a :class:`FlattenClassifierHead`
+    head_pool_size: Tuple[int, int] = (1, 1)
     grad_checkpointing: bool = False
 
     def _init_head(self, num_features: int, num_classes: int, global_pool: str, drop_rate: float,
-                   device=None, dtype=None) -> None:
+                   device=None, dtype=None, pool_size: Union[int, Tuple[int, int]] = 1) -> None:
+        """``pool_size`` 1 (or (1, 1)): timm's :class:`~timm.layers.ClassifierHead` (global pool ``global_pool``);
+        (h, w) otherwise: a :class:`FlattenClassifierHead` (``head_hidden_size`` = ``num_features``·h·w)."""
         self.num_classes = num_classes
         self.grad_checkpointing = False  # an instance attribute, so TorchScript sees it
+        self.head_pool_size = check_head_pool_size(pool_size)
         self.num_features = self.head_hidden_size = num_features
         self.drop_rate = drop_rate
-        self.head = ClassifierHead(num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate,
-                                   device=device, dtype=dtype)
+        if self.head_pool_size == (1, 1):
+            self.head = ClassifierHead(num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate,
+                                       device=device, dtype=dtype)
+        else:
+            self.head = FlattenClassifierHead(num_features, num_classes, self.head_pool_size, pool_type=global_pool,
+                                              drop_rate=drop_rate, device=device, dtype=dtype)
+            self.head_hidden_size = self.head.num_features
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.head.fc
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        """Replaces the classifier (``num_classes=0``: pooled features); keeps device, dtype and train mode."""
-        self.num_classes = num_classes
+        """Replaces the classifier (``num_classes=0``: pooled features); keeps device, dtype and train mode.
+
+        ``global_pool`` None keeps the pooling. With a flatten head (``head_pool_size`` (h, w)) it may only be
+        ``'avg'`` (pool to h×w and flatten) or ``''`` (no pooling, ``num_classes=0``); see
+        :class:`FlattenClassifierHead`."""
         w = self.head.fc.weight if isinstance(self.head.fc, nn.Linear) else next(self.parameters())
         self.head.reset(num_classes, pool_type=global_pool, device=w.device, dtype=w.dtype)
+        self.num_classes = num_classes
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -266,7 +376,7 @@ class SequentialKANClassifier(KANClassifier):
             w = self.head.fc.weight if isinstance(self.head.fc, nn.Linear) else next(self.parameters())
             checkpointing = self.grad_checkpointing
             self._init_head(self.feature_info[max_index]["num_chs"], 0, "", self.drop_rate, device=w.device,
-                            dtype=w.dtype)
+                            dtype=w.dtype, pool_size=self.head_pool_size)
             self.grad_checkpointing = checkpointing
             self.head.train(self.training)
         return take

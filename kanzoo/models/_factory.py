@@ -144,6 +144,8 @@ def _check_has_weights(model_name: str, kwargs: Dict[str, Any]) -> None:
     with_weights = list_models(f"{arch}.*", pretrained=True)
     hint = (f"tags with weights: {with_weights}" if with_weights else
             f"no {arch} tag has weights; models that do: {list_pretrained()[:10]}")
+    if cfg is not None and cfg.notes:  # e.g. an architecture inferred for a checkpoint kanzoo ships no tag for
+        hint += f" ({'; '.join(cfg.notes)})"
     if tag and cfg is not None and getattr(cfg, "metrics", None):
         family = model_entrypoint(arch).__module__.rsplit(".", 1)[-1].replace("_", "")  # as the model cards
         hint = (f"its published weights are not on the Hub yet (see model_cards/{model_name}.md): convert the "

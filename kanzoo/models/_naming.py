@@ -3,8 +3,8 @@
 =======================================================  =========================================
 pattern                                                  examples
 =======================================================  =========================================
-``{family}_{basis}[_bn|_moe]{depth}[sa][_v{n}]``          ``vgg_kagn11_v4``, ``resnet_kagn_bn50``,
-  family: ``vgg``, ``resnet``, ``densenet``               ``densenet_kacn121``
+``{family}_{basis}[_bn|_moe]{depth}[sa][_v{n}][_opt]``    ``vgg_kagn11_v4``, ``resnet_kagn_bn50``,
+  family: ``vgg``, ``resnet``, ``densenet``               ``densenet_kacn121``, ``vgg_kagn_bn11_v4_opt``
 ``simple_conv_{basis}``, ``eight_simple_conv_{basis}``    ``simple_conv_kagn``
 ``ukanet_{basis}{depth}``                                 ``ukanet_kagn3``
 ``u2kanet_{basis}[_small]``                               ``u2kanet_kagn_small``
@@ -19,8 +19,9 @@ pattern                                                  examples
 ``fastkan``: Gaussian RBF, ``wavkan``: wavelet, ``relukan``: ReLU-KAN). ``_bn`` marks the variant with a
 bottleneck KAN conv, ``_moe`` the mixture-of-experts variant, ``sa`` a self-attention block in place of the
 last conv, ``_h{H}`` a KAN hidden width H other than the default (Vision-KAN's 384/768), ``_v{n}`` a
-revision of an architecture (torch-conv-kan's ``VGG..._v2``/``_v4``). Pretrained weights are tags:
-``name.{recipe}_{dataset}``.
+revision of an architecture (torch-conv-kan's ``VGG..._v2``/``_v4``), ``_opt`` the architecture kanzoo infers for
+torch-conv-kan's ``brivangl/vgg_kagn_bn11_v4_opt`` checkpoint (width 3, a 3×3 flatten head; upstream does not
+say what "opt" means; inferred, so it has no tag). Pretrained weights are tags: ``name.{recipe}_{dataset}``.
 """
 import re
 from typing import Dict, Optional
@@ -29,7 +30,7 @@ from ._base import BASIS_TAGS
 
 __all__ = ["CNN_FAMILIES", "NAME_PATTERNS", "SCHEME", "parse_model_name"]
 
-#: classification families that follow ``{family}_{basis}[_bn|_moe]{depth}[sa][_v{n}]``
+#: classification families that follow ``{family}_{basis}[_bn|_moe]{depth}[sa][_v{n}][_opt]``
 CNN_FAMILIES = ("vgg", "resnet", "densenet")
 
 # longest tag first, so that an alternation never stops at a tag that prefixes another one
@@ -37,9 +38,9 @@ _BASIS = "|".join(sorted(map(re.escape, BASIS_TAGS), key=lambda t: (-len(t), t))
 
 #: scheme name -> (readable form, regex with named groups family/basis/variant/depth/version)
 SCHEME: Dict[str, tuple] = {
-    "cnn": ("{family}_{basis}[_bn|_moe]{depth}[sa][_v{n}]",
+    "cnn": ("{family}_{basis}[_bn|_moe]{depth}[sa][_v{n}][_opt]",
             rf"(?P<family>{'|'.join(CNN_FAMILIES)})_(?P<basis>{_BASIS})(?:_(?P<variant>bn|moe))?"
-            rf"(?P<depth>\d+)(?P<attention>sa)?(?:_v(?P<version>\d+))?"),
+            rf"(?P<depth>\d+)(?P<attention>sa)?(?:_v(?P<version>\d+))?(?:_(?P<inferred>opt))?"),
     "simple_conv": ("simple_conv_{basis}, eight_simple_conv_{basis}",
                     rf"(?P<family>simple_conv|eight_simple_conv)_(?P<basis>{_BASIS})"),
     "ukanet": ("ukanet_{basis}{depth}", rf"(?P<family>ukanet)_(?P<basis>{_BASIS})(?P<depth>\d+)"),
@@ -70,8 +71,8 @@ def parse_model_name(name: str) -> Optional[Dict[str, str]]:
     """Splits a kanzoo model name (a ``.tag`` suffix is ignored) into its scheme parts.
 
     Returns ``None`` for a name outside the scheme, otherwise a dict with ``scheme``, ``family``, ``basis``
-    (the basis name, e.g. ``'gram'``), ``basis_tag`` and, where the name has them, ``variant``, ``depth``
-    and ``version``.
+    (the basis name, e.g. ``'gram'``), ``basis_tag`` and, where the name has them, ``variant``, ``depth``,
+    ``attention`` (``'sa'``), ``version`` and ``inferred`` (``'opt'``).
 
     >>> parse_model_name('vgg_kagn_bn11_v4')['basis'], parse_model_name('vgg_kagn_bn11_v4')['depth']
     ('gram', '11')

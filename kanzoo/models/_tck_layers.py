@@ -107,13 +107,25 @@ def norm_state(reader: StateReader, ref_prefix_fmt: str, groups: int, dst: str,
             reader.take(k)
 
 
+def _other_layout(w: torch.Tensor, cig: int, num_basis: int) -> bool:
+    # a file of another configuration (width, degree): its tensor goes on unchanged, so that the strict load
+    # reports the key with both shapes instead of a reshape failing here
+    return w.dim() < 2 or w.shape[1] != cig * num_basis
+
+
 def degree_major_to_channel(w: torch.Tensor, cig: int, num_basis: int) -> torch.Tensor:
-    """(C_out, F·C_ig, *k) with index f·C_ig + c -> kanzoo's (C_out, C_ig, F, *k)."""
+    """(C_out, F·C_ig, *k) with index f·C_ig + c -> kanzoo's (C_out, C_ig, F, *k); a tensor whose dim 1 is not
+    F·C_ig (another configuration's) is returned unchanged, for the strict load to report."""
+    if _other_layout(w, cig, num_basis):
+        return w
     return w.reshape((w.shape[0], num_basis, cig) + tuple(w.shape[2:])).transpose(1, 2).contiguous()
 
 
 def channel_major_to_channel(w: torch.Tensor, cig: int, num_basis: int) -> torch.Tensor:
-    """(C_out, C_ig·F, *k) with index c·F + f -> (C_out, C_ig, F, *k)."""
+    """(C_out, C_ig·F, *k) with index c·F + f -> (C_out, C_ig, F, *k); another configuration's tensor is returned
+    unchanged, as in :func:`degree_major_to_channel`."""
+    if _other_layout(w, cig, num_basis):
+        return w
     return w.reshape((w.shape[0], cig, num_basis) + tuple(w.shape[2:])).contiguous()
 
 

@@ -6,10 +6,10 @@ Every 3×3 conv of a VGG config is a KAN conv (or a bottleneck KAN conv) with a 
 activation; 2×2 max-pools halve the map; the head is global average pooling, dropout and a linear layer.
 The ImageNet-1k checkpoints of torch-conv-kan (``brivangl/vgg_kagn11_v2``, ``vgg_kagn11_v4``,
 ``vgg_kagn_bn11_v4``, ``vgg_kagn_bn11sa_v4``) load as the ``tck_in1k`` tag; their keys are converted on load.
-``brivangl/vgg_kagn_bn11_v4_opt`` is not registered: its configuration is not public, and the one that fits its
-reported size flattens a 3×3 map into the classifier, a head kanzoo's VGG does not have (docs/compat.md).
+``vgg_kagn_bn11_v4_opt`` is registered as an architecture without a tag: the configuration of
+``brivangl/vgg_kagn_bn11_v4_opt`` is not public, and kanzoo's is inferred (docs/compat.md).
 
-Model names: ``vgg_{basis tag}[_bn]{depth}[sa][_v{n}]``, for example ``vgg_kagn11_v4``.
+Model names: ``vgg_{basis tag}[_bn]{depth}[sa][_v{n}][_opt]``, for example ``vgg_kagn11_v4``.
 
 * basis tag: the KAN basis (``kagn`` Gram, ``kaln`` Legendre, ... see ``BASIS_TAGS`` in ``_base.py``);
 * ``_bn``: bottleneck KAN convs (dim_reduction 8) with BatchNorm, like torch-conv-kan's ``VGGKAGN_BN``;
@@ -18,10 +18,13 @@ Model names: ``vgg_{basis tag}[_bn]{depth}[sa][_v{n}]``, for example ``vgg_kagn1
   width_scale 2, degree 5 for polynomial bases, dropout 0.15 (0.05 with ``_bn``) and a 0.25 head dropout,
   the settings of the published checkpoints;
 * ``sa`` after the depth: the last conv is a KAN self-attention block (``last_attention``, with
-  torch-conv-kan's unscaled scores), as in ``brivangl/vgg_kagn_bn11sa_v4``.
+  torch-conv-kan's unscaled scores), as in ``brivangl/vgg_kagn_bn11sa_v4``;
+* ``_opt``: the architecture kanzoo infers for torch-conv-kan's ``brivangl/vgg_kagn_bn11_v4_opt`` (width_scale 3
+  and a head that average-pools to 3×3 and flattens, ``head_pool_size=(3, 3)``); upstream does not say what
+  "opt" stands for. Inferred, not confirmed: no pretrained tag.
 """
 import re
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from timm.models._manipulate import checkpoint_seq
@@ -36,6 +39,7 @@ from ._base import (
     _cfg,
     adapt_kan_stem,
     build_kan_model,
+    check_head_pool_size,
     default_basis_kwargs,
     generate_kan_cfgs,
     register_variants,
@@ -112,6 +116,15 @@ class VGGKAN(SequentialKANClassifier):
             (None: C' = C, no projections).
         attn_kwargs: more :class:`~kanzoo.layers.KANSelfAttention` arguments (``scale=1.0`` reproduces
             torch-conv-kan's unscaled scores).
+        head_pool_size: the map the head pools the C-channel features to, torch-conv-kan's
+            ``expected_feature_shape``. 1 (the default, every model but ``vgg_kagn_bn11_v4_opt``): timm's head,
+            global pool ``global_pool`` then ``Linear(C → num_classes)``. An int n > 1 or a pair (h, w): a
+            :class:`~kanzoo.models._base.FlattenClassifierHead`: adaptive average pool to h×w (bin i of an axis
+            of length H covers [⌊iH/h⌋, ⌈(i+1)H/h⌉), overlapping when H < h), flatten channel-major
+            (feature c·h·w + i·w + j), dropout, ``Linear(C·h·w → num_classes)``. Then ``num_features`` stays C
+            (the channels of ``forward_features``) and ``head_hidden_size`` is C·h·w (``forward_head(x,
+            pre_logits=True)`` and ``reset_classifier(0)``); ``global_pool`` may only be ``'avg'`` or ``''``
+            (no pooling, with ``num_classes=0``).
         in_chans, num_classes, global_pool, drop_rate: as in timm.
     """
 
@@ -131,6 +144,7 @@ class VGGKAN(SequentialKANClassifier):
         last_attention: bool = False,
         attn_inner_reduction: Optional[int] = None,
         attn_kwargs: Optional[Dict[str, Any]] = None,
+        head_pool_size: Union[int, Tuple[int, int]] = 1,
         in_chans: int = 3,
         num_classes: int = 1000,
         global_pool: str = "avg",
@@ -141,6 +155,7 @@ class VGGKAN(SequentialKANClassifier):
         super().__init__()
         dd = dict(device=device, dtype=dtype)
         cfg = _resolve_cfg(cfg)
+        head_pool_size = check_head_pool_size(head_pool_size)
         self.in_chans = in_chans
         bkw = dict(default_basis_kwargs(basis, degree=5), **(basis_kwargs or {}))
         nkw = {"affine": True} if norm_kwargs is None else dict(norm_kwargs)
@@ -180,7 +195,7 @@ class VGGKAN(SequentialKANClassifier):
                 c = w
         self._add_feature(c, reduction, len(layers) - 1)
         self.features = nn.Sequential(*layers)
-        self._init_head(c, num_classes, global_pool, drop_rate, **dd)
+        self._init_head(c, num_classes, global_pool, drop_rate, pool_size=head_pool_size, **dd)
 
     def _add_feature(self, num_chs: int, reduction: int, index: int) -> None:
         self.feature_info.append(dict(num_chs=num_chs, reduction=reduction, module=f"features.{index}"))
@@ -275,17 +290,21 @@ def _create(variant: str, pretrained: bool = False, **kwargs) -> VGGKAN:
                                 feature_cfg=dict(flatten_sequential=True, out_indices=tuple(range(n))), **kwargs)
 
 
-def _name(tag: str, depth: int, version: str = "", bn: bool = False, sa: bool = False) -> str:
-    return f"vgg_{tag}{'_bn' if bn else ''}{depth}{'sa' if sa else ''}{'_' + version if version else ''}"
+def _name(tag: str, depth: int, version: str = "", bn: bool = False, sa: bool = False, opt: bool = False) -> str:
+    return (f"vgg_{tag}{'_bn' if bn else ''}{depth}{'sa' if sa else ''}{'_' + version if version else ''}"
+            f"{'_opt' if opt else ''}")
 
 
-def _variant(tag: str, depth: int, version: str = "", bn: bool = False, sa: bool = False) -> Dict[str, Any]:
+def _variant(tag: str, depth: int, version: str = "", bn: bool = False, sa: bool = False,
+             opt: bool = False) -> Dict[str, Any]:
     args: Dict[str, Any] = dict(cfg=f"VGG{depth}{version}", basis=BASIS_TAGS[tag], width_scale=2,
                                 dropout=0.05 if bn else 0.15, drop_rate=0.25)
     if bn:
         args.update(bottleneck=True, norm_layer="batch")
     if sa:  # torch-conv-kan's attention scores are not scaled by 1/sqrt(C')
         args.update(last_attention=True, attn_kwargs=dict(scale=1.0))
+    if opt:  # the inferred brivangl/vgg_kagn_bn11_v4_opt: wider, and a 3×3 flatten head
+        args.update(width_scale=3, head_pool_size=(3, 3))
     return args
 
 
@@ -296,6 +315,7 @@ for _d in _DEPTHS:
     VARIANTS[_name("kagn", _d, "v4", bn=True)] = _variant("kagn", _d, "v4", bn=True)
 VARIANTS[_name("kagn", 11, "v2", bn=True)] = _variant("kagn", 11, "v2", bn=True)
 VARIANTS[_name("kagn", 11, "v4", bn=True, sa=True)] = _variant("kagn", 11, "v4", bn=True, sa=True)
+VARIANTS[_name("kagn", 11, "v4", bn=True, opt=True)] = _variant("kagn", 11, "v4", bn=True, opt=True)
 for _t in BASIS_TAGS:
     if _t != "kagn":
         VARIANTS[_name(_t, 11, "v4")] = _variant(_t, 11, "v4")
@@ -375,13 +395,42 @@ def _tck_cfg(name: str, top1: Optional[float], top5: Optional[float], lr: Option
                     f"policy); {recipe}. " + keys))
 
 
+#: architectures kanzoo registers for a published checkpoint whose configuration it could only infer: no tag
+_INFERRED = ("vgg_kagn_bn11_v4_opt",)
+
+#: how to load brivangl/vgg_kagn_bn11_v4_opt, for a user who has that file (kanzoo ships no tag for it)
+OPT_LOAD = ('kanzoo.create_model("vgg_kagn_bn11_v4_opt", pretrained=True, '
+            'pretrained_cfg_overlay=dict(hf_hub_id="brivangl/vgg_kagn_bn11_v4_opt"))')
+_OPT_NOTE = (
+    "Inferred configuration, no pretrained tag. torch-conv-kan's Hub repo brivangl/vgg_kagn_bn11_v4_opt (pushed "
+    "around 2024-07-02) has no public config.json. Its name gives VGGKAGN_BN (bottleneck Gram convs, BatchNorm), "
+    "VGG11v4 and no attention; its model card reportedly says about 22M parameters. No VGG11v4 config with the knobs "
+    "of the other published checkpoints reaches 22M, so kanzoo infers the one that changes fewest of them: degree "
+    "5, width_scale 3 and a head that average-pools to 3x3 and flattens (torch-conv-kan's "
+    "expected_feature_shape=(3, 3)), 22,052,563 parameters. 16 configurations of the reference lie within 21.5M to "
+    "22.6M (golden tck_extra README 3.2), so this one is a guess and kanzoo ships no tag for it. Whoever has the "
+    f"file loads it with {OPT_LOAD}: the load is strict, so a file of another configuration fails with the list "
+    "of mismatched keys and shapes instead of loading.")
+
+
+def _inferred_cfg(name: str) -> Dict[str, Any]:
+    return _vgg_cfg(name, license="mit", origin_url="https://github.com/IvanDrokin/torch-conv-kan",
+                    paper_name="Kolmogorov-Arnold Convolutions: Design Principles and Empirical Studies",
+                    description="architecture inferred for brivangl/vgg_kagn_bn11_v4_opt; no pretrained tag",
+                    notes=("configuration inferred, not confirmed: no tag", f"load the upstream file: {OPT_LOAD}"),
+                    provenance=_OPT_NOTE)
+
+
 default_cfgs = generate_kan_cfgs({
     **{f"{n}.tck_in1k": _tck_cfg(n, *v) for n, v in _PUBLISHED.items()},
-    **{n: _vgg_cfg(n) for n in VARIANTS if n not in _PUBLISHED},
+    **{n: _inferred_cfg(n) for n in _INFERRED},
+    **{n: _vgg_cfg(n) for n in VARIANTS if n not in _PUBLISHED and n not in _INFERRED},
 })
 
 register_variants(globals(), VARIANTS, _create, doc="""{name}: a VGG of KAN convolutions ({args}).
 
     Drokin, "Kolmogorov-Arnold Convolutions: Design Principles and Empirical Studies", arXiv 2407.01092.
-    Name scheme vgg_{{basis tag}}[_bn]{{depth}}[_v{{n}}]; see kanzoo.models.vgg_kan.
+    Name scheme vgg_{{basis tag}}[_bn]{{depth}}[sa][_v{{n}}][_opt]; see kanzoo.models.vgg_kan.
     """)
+for _n in _INFERRED:
+    globals()[_n].__doc__ += "\n    " + _OPT_NOTE + "\n"

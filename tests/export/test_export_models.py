@@ -26,6 +26,7 @@ from timm.models._registry import _model_to_module
 
 import kanzoo
 from kanzoo.export import export_model, onnx_session, read_metadata, to_pt2
+from kanzoo.models._base import FlattenClassifierHead
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*is deprecated.*:FutureWarning"),
@@ -156,3 +157,25 @@ def test_published_architectures(name, tmp_path):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+
+def test_flatten_head_exports(tmp_path):
+    """The flatten head of vgg_kagn_bn11_v4_opt (average pool to 3×3, flatten, linear) exports to ONNX with a
+    dynamic height and width, bins that overlap (2×2 -> 3×3) or do not divide (7×7 -> 3×3) included: ONNX has no
+    adaptive pooling for those, so the head computes the bins as matrix products
+    (kanzoo.models._base.AdaptiveAvgPool2dMatmul). The head alone: exporting the whole model costs ~10 s more."""
+    torch.manual_seed(0)
+    head = FlattenClassifierHead(8, 5, (3, 3)).eval()
+    path = tmp_path / "head.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(head, (torch.randn(2, 8, 2, 2),), str(path), dynamo=False, input_names=["input"],
+                          output_names=["logits"], dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"}})
+    session = onnx_session(str(path))
+    for shape in ((2, 8, 2, 2), (1, 8, 7, 7), (3, 8, 5, 4)):
+        x = torch.randn(shape)
+        with torch.no_grad():
+            ref = head(x).numpy()
+        out = session.run(None, {"input": x.numpy()})[0]
+        assert out.shape == ref.shape and float(np.abs(out - ref).max()) <= 1e-5, shape

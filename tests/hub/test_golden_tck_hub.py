@@ -1,26 +1,30 @@
 """The published torch-conv-kan ImageNet VGGs (golden cases ``hub_*`` of ``tck/`` and ``tck_extra/``), with weights
 from the README's weight rule: reference keys -> kanzoo through ``from_reference`` (float64) and through the
 registered model's pretrained path and ``checkpoint_filter_fn`` (float32). ``vgg_kagn_bn11_v4_opt`` has only an
-inferred configuration, which kanzoo refuses with a clear error (it is not registered)."""
+inferred configuration: kanzoo registers that architecture (its 3×3 flatten head) and reproduces the case, but
+ships no tag for it."""
 import pytest
 import torch
 
 import kanzoo
 from kanzoo.compat.tck import from_reference
-from tests.support.golden import UNCONFIRMED_HUB_CASES, load_case, tck_hub_cases
+from kanzoo.compat.tck.checkpoint import describe_vgg_checkpoint, match_registered_vgg
+from kanzoo.errors import NoPretrainedWeightsError
+from tests.support.golden import UNCONFIRMED_HUB_CASES, load_case, tck_hub_cases, tck_hub_checkpoints
 from tests.support.weight_rule import check_rule_checksums, rule_state
 
 #: "hub_<arch>" -> (golden folder, case), confirmed and inferred configurations alike
 ALL_CASES = {f"hub_{arch}": fc for arch, fc in tck_hub_cases(confirmed_only=False).items()}
-HUB_CASES = [fc for n, fc in ALL_CASES.items() if n not in UNCONFIRMED_HUB_CASES]
+OPT = "vgg_kagn_bn11_v4_opt"
 
 
 def test_hub_cases():
     assert sorted(ALL_CASES) == ["hub_vgg_kagn11_v2", "hub_vgg_kagn11_v4", "hub_vgg_kagn_bn11_v4",
                                  "hub_vgg_kagn_bn11_v4_opt", "hub_vgg_kagn_bn11sa_v4"]
+    assert UNCONFIRMED_HUB_CASES == (f"hub_{OPT}",)
 
 
-@pytest.fixture(scope="module", params=HUB_CASES, ids=lambda fc: fc[1]["name"])
+@pytest.fixture(scope="module", params=list(ALL_CASES.values()), ids=lambda fc: fc[1]["name"])
 def hub(request):
     """(case, stored tensors, reference state dict), generated once per case."""
     folder, case = request.param
@@ -28,13 +32,29 @@ def hub(request):
     return case, t, rule_state(case["weight_salt"], case["state_keys"])
 
 
-def test_unconfirmed_checkpoint_is_refused_not_guessed():
-    """The _opt checkpoint's inferred config flattens a 3×3 map into its classifier: kanzoo says so, and
-    registers neither the architecture under that name nor a tag."""
-    _, case = ALL_CASES["hub_vgg_kagn_bn11_v4_opt"]
-    with pytest.raises(ValueError, match=r"expected_feature_shape=\[3, 3\] flattens a pooled map"):
-        from_reference(case)
-    assert not kanzoo.list_models("vgg_kagn_bn11_v4_opt*")
+def test_unconfirmed_checkpoint_is_an_architecture_without_a_tag():
+    """The _opt checkpoint's configuration is inferred: kanzoo registers the architecture (which reproduces the
+    golden case below) but no tag, so pretrained=True without a weight source is the no-weights error, and
+    its cfg says that the configuration is inferred and how to load the file."""
+    _, case = ALL_CASES[f"hub_{OPT}"]
+    assert kanzoo.list_models(f"{OPT}*") == [OPT]
+    assert not kanzoo.list_pretrained(f"{OPT}*")
+    assert [c for c in kanzoo.models._factory.get_arch_pretrained_cfgs(OPT) if "." in c] == []
+    cfg = kanzoo.models._factory.get_pretrained_cfg(OPT)
+    assert not cfg.has_weights and cfg.hf_hub_id is None and cfg.upstream is None
+    hint = f'pretrained_cfg_overlay=dict(hf_hub_id="{case["hub_repo"]}")'
+    assert "inferred" in cfg.description and "no pretrained tag" in cfg.description
+    assert "inferred" in cfg.notes[0] and hint in cfg.notes[1]
+    assert "22,052,563" in cfg.provenance and "16 configurations" in cfg.provenance and hint in cfg.provenance
+    assert hint in kanzoo.models.vgg_kan.vgg_kagn_bn11_v4_opt.__doc__
+    with pytest.raises(NoPretrainedWeightsError, match=rf"'{OPT}' has no pretrained weights.*hf_hub_id=") as e:
+        kanzoo.create_model(OPT, pretrained=True)
+    assert "\n" not in str(e.value)
+    with torch.device("meta"):
+        ref = from_reference(case)
+        registered = kanzoo.create_model(OPT)
+    assert registered.head_pool_size == ref.head_pool_size == tuple(case["ctor_kwargs"]["expected_feature_shape"])
+    assert {k: v.shape for k, v in ref.state_dict().items()} == {k: v.shape for k, v in registered.state_dict().items()}
 
 
 def test_rule_checksums(hub):
@@ -65,10 +85,13 @@ def test_registered_model_float32(hub):
     case, t, state = hub
     arch = case["name"][len("hub_"):]
     assert case["hub_repo"] == f"brivangl/{arch}"
-    assert kanzoo.models._factory.get_pretrained_cfg(f"{arch}.tck_in1k").hf_hub_id == case["hub_repo"]
+    if case["name"] in UNCONFIRMED_HUB_CASES:  # an architecture without a tag: the weights come as an overlay
+        name = arch
+    else:
+        name = f"{arch}.tck_in1k"
+        assert kanzoo.models._factory.get_pretrained_cfg(name).hf_hub_id == case["hub_repo"]
     # the pretrained path of timm: state -> checkpoint_filter_fn (key conversion) -> strict load
-    model = kanzoo.create_model(f"{arch}.tck_in1k", pretrained=True,
-                                pretrained_cfg_overlay=dict(state_dict=dict(state))).eval()
+    model = kanzoo.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(state_dict=dict(state))).eval()
     assert sum(p.numel() for p in model.parameters()) == case["num_params"]
     with torch.no_grad():
         y = model(t["input"].float())
@@ -87,3 +110,21 @@ def test_hub_config_builds_same_layout(hub):
         b = from_reference(dict(case, ctor_args=[], ctor_kwargs=config)).state_dict()
     assert len(a) == len(b) == case["num_state_keys"]
     assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}
+
+
+def test_convert_matches_the_inferred_architecture_only_on_its_exact_layout():
+    """``kanzoo convert`` (match_registered_vgg) reads a torch-conv-kan config.json: the _opt repo's inferred
+    config maps to vgg_kagn_bn11_v4_opt, vgg_kagn_bn11_v4's to itself; a (1, 9) head, whose classifier has
+    the same shape as the (3, 3) one, or a width-4 file match nothing."""
+    checkpoints = tck_hub_checkpoints()
+    for arch in (OPT, "vgg_kagn_bn11_v4"):
+        config = checkpoints[f"brivangl/{arch}"]["config_json"]
+        description = describe_vgg_checkpoint(config, {"features.0.layer_norm.0.running_mean": torch.zeros(1)})
+        assert match_registered_vgg(description) == (arch, {"num_classes": 1000, "in_chans": 3})
+    config = dict(checkpoints[f"brivangl/{OPT}"]["config_json"])
+    for change, where in ((dict(expected_feature_shape=[1, 9]), r"head_pool_size \(1, 9\)"),
+                          (dict(width_scale=4), r"width_scale 4")):
+        description = describe_vgg_checkpoint(dict(config, **change), {"x.running_mean": torch.zeros(1)})
+        with pytest.raises(ValueError, match=rf"differs from the registered 'vgg_kagn_bn11_v4' .*{where}.*no kanzoo "
+                                             rf"name yet"):
+            match_registered_vgg(description)

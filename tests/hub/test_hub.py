@@ -12,6 +12,7 @@ import timm
 import torch
 
 import kanzoo
+from kanzoo.errors import WeightsMismatchError
 from kanzoo.hub import WeightsIntegrityError, WeightsNotFoundError, WeightsOfflineError
 from tests.support import REPO
 from tests.support.fakehub import set_offline
@@ -69,6 +70,29 @@ def test_published_checkpoint_round_trip(arch, hub_env, upstream_files):
         torch.testing.assert_close(via_hub(x), expected, **tol)
     print(f"\n{arch}: download + verify + convert + build {elapsed:.2f} s "
           f"({len(files['model.safetensors']) / 2**20:.1f} MiB)")
+
+
+def test_inferred_opt_architecture_loads_the_upstream_repo_by_overlay(hub_env, upstream_files):
+    """vgg_kagn_bn11_v4_opt has no tag (its configuration is inferred). Whoever can reach
+    brivangl/vgg_kagn_bn11_v4_opt loads it with the overlay its cfg documents and gets the golden logits; a file of
+    another configuration (the width-2 vgg_kagn_bn11_v4 file under a repo of that name) fails the strict load with
+    the mismatch report instead of loading."""
+    hub = hub_env.hub
+    arch = "vgg_kagn_bn11_v4_opt"
+    _publish(hub, arch, upstream_files(arch))
+    folder, case = tck_hub_cases(confirmed_only=False)[arch]
+    t, _ = load_case(folder, case)
+    tol = case["tolerance"]["float32"]
+    model = kanzoo.create_model(arch, pretrained=True,
+                                pretrained_cfg_overlay=dict(hf_hub_id=f"brivangl/{arch}")).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(t["input"].float()), t["output_fp32"], atol=tol["atol"], rtol=tol["rtol"])
+    assert model.pretrained_cfg["hf_hub_id"] == f"brivangl/{arch}"
+
+    hub.create_repo(f"someone/{arch}", files=upstream_files("vgg_kagn_bn11_v4"))
+    with pytest.raises(WeightsMismatchError, match=r"does not fit vgg_kagn_bn11_v4_opt: 78 shapes differ "
+                                                   r"\(features\.0\.weight \(32, 3, 3, 3\) vs \(48, 3, 3, 3\)"):
+        kanzoo.create_model(arch, pretrained=True, pretrained_cfg_overlay=dict(hf_hub_id=f"someone/{arch}"))
 
 
 def test_corrupted_download_is_rejected_and_evicted(hub_env):

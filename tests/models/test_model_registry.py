@@ -89,13 +89,15 @@ def test_name_says_the_basis(name):
 def test_scheme_examples():
     assert parse_model_name("vgg_kagn_bn11_v4") == dict(scheme="cnn", family="vgg", basis="gram", basis_tag="kagn",
                                                         variant="bn", depth="11", version="4")
+    assert parse_model_name("vgg_kagn_bn11_v4_opt") == dict(scheme="cnn", family="vgg", basis="gram", basis_tag="kagn",
+                                                            variant="bn", depth="11", version="4", inferred="opt")
     assert parse_model_name("resnet_kagn_moe18.in1k")["variant"] == "moe"
     assert parse_model_name("densenet_fastkan121")["basis"] == "rbf"
     assert parse_model_name("u2kanet_kagn_small")["variant"] == "small"
     assert parse_model_name("ukanet_kacn18")["depth"] == "18"
     assert parse_model_name("eight_simple_conv_wavkan")["family"] == "eight_simple_conv"
     for bad in ("resnet18", "vgg_kagn", "vgg_kgn11", "resnet_kagn_xx18", "ukanet_kagn", "simple_conv_kagn3",
-                "kagn_vgg11", "vgg_kagn11_v", "VGG_kagn11"):
+                "kagn_vgg11", "vgg_kagn11_v", "VGG_kagn11", "vgg_kagn11_v4_op", "vgg_kagn11_opt_v4"):
         assert parse_model_name(bad) is None, bad
 
 

@@ -2,17 +2,20 @@
 import pytest
 import timm
 import torch
+from timm.layers import ClassifierHead
 from torch import nn
 
 import kanzoo
 from kanzoo.compat.tck import from_reference
 from kanzoo.layers import BottleneckKANConvNd, KANConv2d, KANSelfAttention
+from kanzoo.models._base import AdaptiveAvgPool2dMatmul, FlattenClassifierHead
 from kanzoo.models.vgg_kan import CFGS, VGGKAN, checkpoint_filter_fn
 
 EXPECTED = sorted(
     [f"vgg_kagn{d}" for d in (11, 13, 16, 19)]
     + [f"vgg_kagn{d}_v{v}" for d in (11, 13, 16, 19) for v in (2, 3, 4)]
-    + [f"vgg_kagn_bn{d}_v4" for d in (11, 13, 16, 19)] + ["vgg_kagn_bn11_v2", "vgg_kagn_bn11sa_v4"]
+    + [f"vgg_kagn_bn{d}_v4" for d in (11, 13, 16, 19)] + ["vgg_kagn_bn11_v2", "vgg_kagn_bn11sa_v4",
+                                                          "vgg_kagn_bn11_v4_opt"]
     + [f"vgg_{t}11_v4" for t in ("kaln", "kacn", "kajn", "kabn", "kan", "fastkan", "wavkan", "relukan")])
 
 
@@ -207,9 +210,95 @@ def test_filter_adapts_stem():
 def test_bad_config_errors():
     with pytest.raises(ValueError, match="unknown VGG config"):
         VGGKAN("VGG12")
-    with pytest.raises(ValueError, match="expected_feature_shape"):
-        from_reference({"ref_class": "VGGKAGN", "ctor_args": [3, 10], "ctor_kwargs": {}})
+    # the reference's default expected_feature_shape (7, 7) is a 7×7 flatten head; a malformed one is an error
+    assert from_reference({"ref_class": "VGGKAGN", "ctor_args": [3, 10], "ctor_kwargs": {},
+                           "width_scale": 0.25}).head_pool_size == (7, 7)
+    for bad in ([3], [0, 3], "3x3", [2.5, 2]):
+        with pytest.raises(ValueError, match=r"expected_feature_shape must be a pair \[h, w\]"):
+            from_reference({"ref_class": "VGGKAGN", "ctor_args": [3, 10],
+                            "ctor_kwargs": {"expected_feature_shape": bad}})
     with pytest.raises(ValueError, match="head_type"):
         from_reference({"ref_class": "VGGKAGN", "ctor_args": [3, 10],
                         "ctor_kwargs": {"head_type": "KAN", "expected_feature_shape": [1, 1]}})
     assert isinstance(VGGKAN([8, "M", 8], width_scale=1).features[1], nn.MaxPool2d)
+
+
+def _flat(**kw):
+    return VGGKAN("VGG11", width_scale=0.25, head_pool_size=(3, 2), **dict(dict(num_classes=5), **kw))
+
+
+def test_flatten_head_math():
+    """head_pool_size (h, w): adaptive average pool to h×w (overlapping bins on a smaller map), channel-major
+    flatten (feature c·h·w + i·w + j), then the linear layer; num_features stays C, head_hidden_size is C·h·w."""
+    torch.manual_seed(0)
+    model = _flat().eval()
+    c = model.num_features
+    assert (model.head_pool_size, model.head_hidden_size) == ((3, 2), c * 6)
+    assert isinstance(model.head, FlattenClassifierHead) and model.get_classifier().in_features == c * 6
+    feats = torch.randn(2, c, 2, 2)
+    # bins of a 2-long axis pooled to 3: rows [0, 1), [0, 2), [1, 2); to 2: the identity
+    pooled = torch.stack([feats[:, :, 0], feats[:, :, :2].mean(2), feats[:, :, 1]], dim=2)
+    expected = pooled.reshape(2, c * 6)
+    assert expected[0, 1 * 6 + 2 * 2 + 1] == pooled[0, 1, 2, 1]
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward_head(feats, pre_logits=True), expected)
+        torch.testing.assert_close(model.forward_head(feats), model.get_classifier()(expected))
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 5)
+    # an int n is (n, n); 1 and (1, 1) are timm's global-pool head, whose keys and sizes stay as before
+    assert VGGKAN("VGG11", width_scale=0.25, head_pool_size=2).head_pool_size == (2, 2)
+    for one in (1, (1, 1)):
+        plain = VGGKAN("VGG11", width_scale=0.25, head_pool_size=one)
+        assert isinstance(plain.head, ClassifierHead) and plain.head_hidden_size == plain.num_features
+    assert list(model.state_dict())[-2:] == ["head.fc.weight", "head.fc.bias"]
+
+
+def test_matmul_pool_is_adaptive_avg_pool():
+    """The flatten head's pool (matrix products, for ONNX) equals nn.AdaptiveAvgPool2d: smaller, equal,
+    larger and non-dividing input sizes."""
+    for (hh, ww), out in [((2, 2), (3, 3)), ((7, 7), (3, 3)), ((3, 3), (3, 3)), ((5, 6), (2, 4)), ((1, 1), (3, 2))]:
+        x = torch.randn(2, 3, hh, ww, dtype=torch.float64)
+        torch.testing.assert_close(AdaptiveAvgPool2dMatmul(out)(x), nn.AdaptiveAvgPool2d(out)(x), rtol=0, atol=1e-15)
+
+
+def test_flatten_head_reset_classifier_and_prune():
+    """global_pool for a flatten head: None keeps the pooling, 'avg' is the h×w pool + flatten, '' no pooling
+    (num_classes=0 only); timm's other pool names are a ValueError that leaves the model as it was."""
+    model = _flat().train()
+    x = torch.randn(1, 3, 32, 32)
+    model.reset_classifier(0)
+    assert model.num_classes == 0 and model(x).shape == (1, model.head_hidden_size)
+    model.reset_classifier(0, "")
+    assert model(x).shape == (1, model.num_features, 2, 2)
+    with pytest.raises(ValueError, match=r"global_pool='' with num_classes=4.*use num_classes=0"):
+        model.reset_classifier(4)
+    assert model.num_classes == 0
+    model.reset_classifier(4, "avg")
+    assert model(x).shape == (1, 4) and model.get_classifier().training
+    for pool in ("max", "avgmax", "catavgmax"):
+        with pytest.raises(ValueError, match=rf"global_pool='{pool}' does not work with head_pool_size=\(3, 2\)"):
+            model.reset_classifier(3, pool)
+    assert model.num_classes == 4 and model(x).shape == (1, 4)
+    with pytest.raises(ValueError, match="global_pool='max' does not work"):
+        _flat(global_pool="max")
+    assert _flat(global_pool="", num_classes=0)(x).shape == (1, model.num_features, 2, 2)
+    for bad in (0, (3, 0), (3, 2, 1), 2.5, True, "3"):
+        with pytest.raises(ValueError, match=r"head_pool_size must be an int >= 1 or a pair"):
+            VGGKAN("VGG11", width_scale=0.25, head_pool_size=bad)
+    with pytest.raises(ValueError, match=r"vgg_kagn11: head_pool_size must be an int >= 1 or a pair"):
+        kanzoo.create_model("vgg_kagn11", head_pool_size=(0, 3))
+    # pruning keeps the head's pool size: no classifier and no pooling, and back to h×w on a reset
+    model.prune_intermediate_layers([1])
+    assert model.head_pool_size == (3, 2) and model(x).ndim == 4
+    model.reset_classifier(0, "avg")
+    assert model(x).shape == (1, model.feature_info[1]["num_chs"] * 6)
+
+
+def test_opt_architecture():
+    """vgg_kagn_bn11_v4_opt: VGG11v4 of bottleneck Gram convs (degree 5), BatchNorm, width 3, a 3×3 flatten
+    head; the golden case's 22,052,563 parameters (tests/hub/test_golden_tck_hub.py checks its logits)."""
+    model = kanzoo.create_model("vgg_kagn_bn11_v4_opt", device="meta")
+    assert sum(p.numel() for p in model.parameters()) == 22_052_563
+    assert model.head_pool_size == (3, 3) and model.num_features == 768 and model.head_hidden_size == 768 * 9
+    assert model.get_classifier().weight.shape == (1000, 6912)
+    base = kanzoo.create_model("vgg_kagn_bn11_v4", device="meta")
+    assert list(model.state_dict()) == list(base.state_dict())

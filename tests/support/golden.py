@@ -40,7 +40,8 @@ def load_case(name: str, case):
 
 #: golden folders with torch-conv-kan's published Hub checkpoints (cases ``hub_*``, ``hub_checkpoints.json``)
 TCK_HUB_FOLDERS = ("tck", "tck_extra")
-#: hub cases whose configuration is inferred, not confirmed: kanzoo registers no tag for them
+#: hub cases whose configuration is inferred, not confirmed: kanzoo registers their architecture (the vectors must
+#: pass) but no tag for them
 UNCONFIRMED_HUB_CASES = ("hub_vgg_kagn_bn11_v4_opt",)
 
 

@@ -29,8 +29,8 @@ def kat_repo(arch: str, tag: str) -> str:
 @functools.lru_cache(maxsize=None)
 def tck_upstream(arch: str) -> Dict[str, bytes]:
     """The files of ``brivangl/<arch>``: config.json as PyTorchModelHubMixin writes it and model.safetensors with
-    the weight-rule tensors under the reference keys."""
-    _, case = tck_hub_cases()[arch]
+    the weight-rule tensors under the reference keys; also for the inferred configurations (``_opt``)."""
+    _, case = tck_hub_cases(confirmed_only=False)[arch]
     info = tck_hub_checkpoints()[f"brivangl/{arch}"]
     state = rule_state(case["weight_salt"], case["state_keys"])
     return {"config.json": json.dumps(info["config_json"], indent=2, sort_keys=True).encode(),

@@ -54,21 +54,32 @@ def _depth_version(vgg_type: str) -> Tuple[int, str]:
 
 def match_registered_vgg(description: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
     """The registered kanzoo VGG whose layout equals the checkpoint's, and the kwargs that differ from it
-    (``num_classes``, ``in_chans``). Raises ``ValueError`` naming the mismatch when none does."""
+    (``num_classes``, ``in_chans``). Raises ``ValueError`` naming the mismatch when none does.
+
+    The candidates are the architecture the name scheme gives (``vgg_kagn_bn11_v4``) and its ``_opt`` variant
+    where one is registered (the inferred ``vgg_kagn_bn11_v4_opt``: width 3, 3×3 flatten head)."""
     kw = vgg_kwargs(description)
     depth, version = _depth_version(kw["cfg"])
-    name = _name("kagn", depth, version, bn=description["ref_class"] == "VGGKAGN_BN")
+    bn = description["ref_class"] == "VGGKAGN_BN"
+    name = _name("kagn", depth, version, bn=bn)
     if name not in list_models(name):
         raise ValueError(f"no registered kanzoo VGG for {description['ref_class']} {kw['cfg']} (looked for {name!r})")
     extra = {"num_classes": kw["num_classes"], "in_chans": kw["in_chans"]}
     with torch.device("meta"):
         expected = VGGKAN(**kw).state_dict()
-    got = create_model(name, device="meta", **extra).state_dict()
-    diff = sorted(set(expected) ^ set(got)) or [k for k in expected if expected[k].shape != got[k].shape]
-    if diff:
-        raise ValueError(f"the checkpoint's layout differs from the registered {name!r} at {diff[:3]} (degree "
-                         f"{kw['basis_kwargs']}, width_scale {kw['width_scale']}); it has no kanzoo name yet")
-    return name, extra
+    first_diff = None
+    for candidate in [name] + list_models(_name("kagn", depth, version, bn=bn, opt=True)):
+        model = create_model(candidate, device="meta", **extra)
+        got = model.state_dict()
+        diff = sorted(set(expected) ^ set(got)) or [k for k in expected if expected[k].shape != got[k].shape]
+        if not diff and model.head_pool_size != kw["head_pool_size"]:  # (1, 9) and (3, 3) give one fc shape
+            diff = [f"head_pool_size {model.head_pool_size}"]
+        if not diff:
+            return candidate, extra
+        first_diff = first_diff or diff
+    raise ValueError(f"the checkpoint's layout differs from the registered {name!r} at {first_diff[:3]} (degree "
+                     f"{kw['basis_kwargs']}, width_scale {kw['width_scale']}, head_pool_size "
+                     f"{kw['head_pool_size']}); it has no kanzoo name yet")
 
 
 def read_checkpoint(source: Union[str, Path], revision: Optional[str] = None

@@ -23,7 +23,11 @@ def vgg_kwargs(case: Dict[str, Any]) -> Dict[str, Any]:
     """:class:`~kanzoo.models.vgg_kan.VGGKAN` arguments for a ``VGGKAGN``/``VGGKAGN_BN`` description.
 
     Positional arguments are ``(input_channels, num_classes)``; they may also come as keywords, as in the
-    hub ``config.json``. ``norm_layer`` is not in that file: pass it for the BN checkpoint.
+    hub ``config.json``. ``norm_layer`` is not in that file: pass it for the BN checkpoints.
+    ``expected_feature_shape`` (h, w) (the reference's default is (7, 7)) becomes ``head_pool_size``: (1, 1) is
+    the global average pool of the published checkpoints, anything larger the flatten head of
+    :class:`~kanzoo.models._base.FlattenClassifierHead` (``AdaptiveAvgPool2d((h, w))``, channel-major flatten,
+    ``Linear(C·h·w → num_classes)``), as the reference builds it.
     """
     ref = case["ref_class"]
     if ref not in ("VGGKAGN", "VGGKAGN_BN"):
@@ -33,10 +37,10 @@ def vgg_kwargs(case: Dict[str, Any]) -> Dict[str, Any]:
     head = a.pop("head_type", "Linear")
     if head != "Linear":
         raise ValueError(f"{ref}: head_type={head!r} is not supported; kanzoo's VGG head is 'Linear'")
-    shape = tuple(a.pop("expected_feature_shape", (7, 7)))
-    if shape != (1, 1):
-        raise ValueError(f"{ref}: expected_feature_shape={list(shape)} flattens a pooled map into the classifier; "
-                         f"kanzoo supports only [1, 1] (global average pooling), as the published models use")
+    shape = a.pop("expected_feature_shape", (7, 7))
+    if (not isinstance(shape, (list, tuple)) or len(shape) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)):
+        raise ValueError(f"{ref}: expected_feature_shape must be a pair [h, w] of ints >= 1, got {shape!r}")
     kw: Dict[str, Any] = dict(
         in_chans=a.pop("input_channels"), num_classes=a.pop("num_classes"), cfg=a.pop("vgg_type", "VGG11"),
         basis="gram", basis_kwargs={"degree": a.pop("degree", 3)}, bottleneck=ref == "VGGKAGN_BN",
@@ -45,6 +49,7 @@ def vgg_kwargs(case: Dict[str, Any]) -> Dict[str, Any]:
         norm_kwargs={"affine": a.pop("affine", False)}, dropout=a.pop("dropout", 0.0),
         drop_rate=a.pop("dropout_linear", 0.25), last_attention=a.pop("last_attention", False),
         attn_inner_reduction=a.pop("sa_inner_projection", None), attn_kwargs={"scale": 1.0},
+        head_pool_size=(int(shape[0]), int(shape[1])),
     )
     a.pop("l1_decay", None)
     if a:
