@@ -3,7 +3,8 @@ Empirical Studies" (Drokin, arXiv 2407.01092), on the VGG layout of "Very Deep C
 Large-Scale Image Recognition" (Simonyan & Zisserman, arXiv 1409.1556).
 
 Every 3×3 conv of a VGG config is a KAN conv (or a bottleneck KAN conv) with a norm and no separate
-activation; 2×2 max-pools halve the map; the head is global average pooling, dropout and a linear layer.
+activation; 2×2 max-pools halve the map; the head is global average pooling, dropout and a linear layer (or,
+with ``head_pool_size`` (h, w), an average pool to h×w flattened into the linear layer).
 The ImageNet-1k checkpoints of torch-conv-kan (``brivangl/vgg_kagn11_v2``, ``vgg_kagn11_v4``,
 ``vgg_kagn_bn11_v4``, ``vgg_kagn_bn11sa_v4``) load as the ``tck_in1k`` tag; their keys are converted on load.
 ``vgg_kagn_bn11_v4_opt`` is registered as an architecture without a tag: the configuration of
@@ -99,9 +100,9 @@ class VGGKAN(SequentialKANClassifier):
 
     ``features`` holds one module per entry of ``cfg`` (a 'SAM' entry holds two: attention, then max-pool),
     so ``features.{i}`` matches torch-conv-kan's layer indices. Each conv is 3×3, padding 1, stride 1,
-    followed by the conv layer's norm and output activation. The head pools globally, applies dropout
-    ``drop_rate`` and a linear layer (``head.fc``). The feature taps (``feature_info``) are the ends of the
-    stages, before their max-pools.
+    followed by the conv layer's norm and output activation. The head pools globally (or to ``head_pool_size``
+    and flattens), applies dropout ``drop_rate`` and a linear layer (``head.fc``). The feature taps
+    (``feature_info``) are the ends of the stages, before their max-pools.
 
     Args:
         cfg: a ``CFGS`` name (``'VGG11v4'``) or a list of widths, ``'M'`` and ``'SAM'``.
