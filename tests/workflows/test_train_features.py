@@ -72,8 +72,7 @@ def test_a_recipe_run_applies_the_recipe_and_records_it(data, tmp_path, capsys, 
                                                                     real_load(*a, **kw))[1])
     run_dir = tmp_path / "kat"
     rc, out, err = run(capsys, "train", KAT, "--recipe", TAG, "--data", data, "--epochs", "1", "-b", "4", "-o",
-                       run_dir, "-j", "0", "--no-progress", "--max-skipped-fraction", "0.2",
-                       "--img-size", "32", "--model-kwargs", "img_size=32", "--seed", "1")
+                       run_dir, "-j", "0", "--no-progress", "--max-skipped-fraction", "0.2", "--seed", "1")
     assert rc == 0, err
     args = json.loads((run_dir / "args.json").read_text())
     given = {"batch_size": 4, "epochs": 1}
@@ -83,6 +82,7 @@ def test_a_recipe_run_applies_the_recipe_and_records_it(data, tmp_path, capsys, 
         expected = given.get(key, value)
         assert args[key] == expected, (key, args[key], expected)
     assert args["recipe"] == TAG
+    assert "input 3x224x224" in out  # the recipe's input size is what ran
     # one process with batch 4 against the authors' global batch: the lr scales linearly
     ours = 4 * 1
     assert recipe.global_batch_size != ours
