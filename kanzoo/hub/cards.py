@@ -10,6 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+import timm
+from huggingface_hub import EvalResult, ModelCardData
+from timm.models import get_pretrained_cfg, model_entrypoint, split_model_name_tag
 from torch import nn
 
 from ..io import atomic_write_text
@@ -52,8 +55,6 @@ def _fmt_tuple(v: Sequence[float]) -> str:
 def card_tags() -> List[str]:
     """Every ``name.tag`` that gets a card: the tags with weights, and the announced ones, whose cfg records
     published metrics for weights that are not on the Hub yet (their cards say how to convert them)."""
-    import timm
-    from timm.models import get_pretrained_cfg
 
 
     archs = set(list_models())
@@ -70,7 +71,6 @@ _TASKS = {"classification": ("image-classification", "Image Classification"),
 def card_metadata(name: str, cfg: Dict[str, Any], metrics: Optional[Dict[str, float]], dataset: Optional[str],
                   base_model: Optional[str], basis: Optional[str], task: str = "classification") -> str:
     """The YAML block of a card (without the ``---`` fences), through huggingface_hub's ``ModelCardData``."""
-    from huggingface_hub import EvalResult, ModelCardData
 
     pipeline, task_name = _TASKS.get(task, _TASKS["classification"])
     tags = [pipeline, "timm", "kanzoo", "kan", "kolmogorov-arnold-network"]
@@ -118,7 +118,6 @@ def model_card(name_or_model: Union[str, nn.Module], name: Optional[str] = None,
         name: the name shown on the card (default: the registered name or the model's architecture.tag).
         metrics, dataset, base_model, provenance: override or supply what the cfg does not record.
     """
-    from timm.models import get_pretrained_cfg, split_model_name_tag
 
 
     if isinstance(name_or_model, str):
@@ -243,7 +242,6 @@ def _usage(name: str, family: str, task: str, announced: bool) -> List[str]:
 
 
 def _entrypoint_doc(arch: str) -> str:
-    from timm.models import model_entrypoint
 
     doc = (model_entrypoint(arch).__doc__ or "").strip()
     return " ".join(line.strip() for line in doc.split("\n\n", 1)[0].splitlines()) if doc else ""

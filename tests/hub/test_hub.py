@@ -1,6 +1,7 @@
 """Pretrained weights through the real huggingface_hub client, against the Hub-compatible server of
 ``fakehub.py``: the three published torch-conv-kan checkpoints (upstream layout, weight-rule tensors), hash
 verification, missing repos and files, offline behaviour, pinned revisions, and publishing."""
+import hashlib
 import json
 import subprocess
 import sys
@@ -57,7 +58,6 @@ def test_published_checkpoint_round_trip(arch, hub_env, upstream_files):
     gets = hub.requests_matching("GET", f"/brivangl/{arch}/resolve/*")
     assert [p.rsplit("/", 1)[1] for _, p in gets] == ["model.safetensors"]
     blob = next((hub_env.repo_cache(f"brivangl/{arch}") / "blobs").iterdir())
-    import hashlib
     assert blob.name == hashlib.sha256(files["model.safetensors"]).hexdigest()
     assert model.pretrained_cfg["hf_hub_id"] == f"brivangl/{arch}" and "state_dict" not in model.pretrained_cfg
 
@@ -119,7 +119,6 @@ def test_corrupted_download_is_rejected_and_evicted(hub_env):
 
 
 def test_recorded_sha256_is_checked(hub_env):
-    import hashlib
     hub = hub_env.hub
     _, files = tiny_repo_files()
     hub.create_repo("org/tiny", files=files)
