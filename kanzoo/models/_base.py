@@ -239,9 +239,12 @@ class FlattenClassifierHead(nn.Module):
                    else nn.Identity())
 
     def reset(self, num_classes: int, pool_type: Optional[str] = None, device=None, dtype=None) -> None:
-        """A new classifier for ``num_classes`` (0: none); ``pool_type`` None keeps the pooling. Keeps the
-        train mode."""
-        self._build(num_classes, self.pool_type if pool_type is None else pool_type, device, dtype)
+        """A new classifier for ``num_classes`` (0: none); keeps the train mode. ``pool_type`` None keeps the
+        pooling, except that a classifier (``num_classes`` > 0) after the unpooled map (``''``) returns to
+        ``'avg'``, the only pooling this head classifies with."""
+        if pool_type is None:
+            pool_type = self.pool_type if self.pool_type or num_classes == 0 else "avg"
+        self._build(num_classes, pool_type, device, dtype)
         for m in (self.global_pool, self.flatten, self.fc):
             m.train(self.training)
 
@@ -293,8 +296,8 @@ class KANClassifier(nn.Module):
         """Replaces the classifier (``num_classes=0``: pooled features); keeps device, dtype and train mode.
 
         ``global_pool`` None keeps the pooling. With a flatten head (``head_pool_size`` (h, w)) it may only be
-        ``'avg'`` (pool to h×w and flatten) or ``''`` (no pooling, ``num_classes=0``); see
-        :class:`FlattenClassifierHead`."""
+        ``'avg'`` (pool to h×w and flatten) or ``''`` (no pooling, ``num_classes=0``), and a classifier after
+        ``''`` returns to ``'avg'``; see :class:`FlattenClassifierHead`."""
         w = self.head.fc.weight if isinstance(self.head.fc, nn.Linear) else next(self.parameters())
         self.head.reset(num_classes, pool_type=global_pool, device=w.device, dtype=w.dtype)
         self.num_classes = num_classes

@@ -261,8 +261,8 @@ def test_matmul_pool_is_adaptive_avg_pool():
 
 
 def test_flatten_head_reset_classifier_and_prune():
-    """global_pool for a flatten head: None keeps the pooling, 'avg' is the h×w pool + flatten, '' no pooling
-    (num_classes=0 only); timm's other pool names are a ValueError that leaves the model as it was."""
+    """global_pool for a flatten head: None keeps the pooling (a classifier after '' returns to 'avg'), 'avg' is
+    the h×w pool + flatten, '' no pooling (num_classes=0 only); timm's other pool names are a ValueError that leaves the model as it was."""
     model = _flat().train()
     x = torch.randn(1, 3, 32, 32)
     model.reset_classifier(0)
@@ -270,8 +270,11 @@ def test_flatten_head_reset_classifier_and_prune():
     model.reset_classifier(0, "")
     assert model(x).shape == (1, model.num_features, 2, 2)
     with pytest.raises(ValueError, match=r"global_pool='' with num_classes=4.*use num_classes=0"):
-        model.reset_classifier(4)
-    assert model.num_classes == 0
+        model.reset_classifier(4, "")
+    assert model.num_classes == 0 and model(x).ndim == 4
+    model.reset_classifier(4)  # a classifier after the unpooled map: back to the h×w pool (timm's test does this)
+    assert model.head.pool_type == "avg" and model(x).shape == (1, 4) and model.get_classifier().training
+    model.reset_classifier(0, "")
     model.reset_classifier(4, "avg")
     assert model(x).shape == (1, 4) and model.get_classifier().training
     for pool in ("max", "avgmax", "catavgmax"):
