@@ -51,6 +51,9 @@ RECIPES: Dict[str, Recipe] = {
     "resnet_kan": ("resnet_kagn_moe18", dict(width_scale=0.125, layers=(1, 1, 1, 1),
                                              moe_kwargs=dict(num_experts=2, top_k=1)), (3, 32, 32), None),
     "densenet_kan": ("densenet_kagn121", dict(width_scale=0.125, block_config=(1, 1)), (3, 32, 32), None),
+    # three RSU stages, the last one dilated, as the paper's tables end
+    "u2kanet": ("u2kanet_kagn_small", dict(encoder_cfg=((4, 4, 8, False), (3, 4, 8, False), (3, 4, 8, True)),
+                                           decoder_cfg=((3, 4, 8, False), (4, 4, 8, False))), (3, 32, 32), None),
     "ukanet": ("ukanet_kagn18", dict(width_scale=0.125, depths=(1, 1), widths=(32, 64)), (3, 32, 32), None),
     "s_convkan": ("s_convkan_tiny", dict(width_scale=0.5), (1, 28, 28), _prune),
     # ViTs: fixed 224 input (dynamic batch only); one block
