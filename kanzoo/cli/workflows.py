@@ -216,6 +216,8 @@ def _add_train(sub, cmd: str) -> None:
     g.add_argument("--warmup-prefix", action=argparse.BooleanOptionalAction, default=True,
                    help="warm up before the schedule's epochs (default) or within them")
     g.add_argument("--min-lr", type=float, default=1e-6)
+    g.add_argument("--cooldown-epochs", type=int, default=0, metavar="N",
+                   help="train N more epochs after --epochs at the schedule's final lr (default 0)")
     g.add_argument("--weight-decay", type=float, default=0.05)
     g.add_argument("--warmup-epochs", type=float, default=0.5 if ft else 1.0)
     g.add_argument("--warmup-lr", type=float, default=1e-6)

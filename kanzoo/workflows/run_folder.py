@@ -207,7 +207,9 @@ def write_final_model(run_dir: Path, model: nn.Module, cfg: TrainConfig, *, adap
     last = history[-1] if history else {}
     metrics = ({"top1": round(last["val_top1"], 2), "top5": round(last["val_top5"], 2)}
                if last.get("val_top1") is not None else None)
-    how = (f"Trained with `kanzoo {'finetune' if cfg.peft is not None else 'train'}` for {cfg.epochs} epochs on "
+    cooldown = f" (and {cfg.cooldown_epochs} cooldown epochs)" if cfg.cooldown_epochs else ""
+    cmd = "finetune" if cfg.peft is not None else "train"
+    how = (f"Trained with `kanzoo {cmd}` for {cfg.epochs} epochs{cooldown} on "
            f"{train_images} images in {len(classes)} classes (class folders: "
            f"{', '.join(classes[:10])}{', ...' if len(classes) > 10 else ''}).")
     save_pretrained(model, run_dir, label_names=list(classes), card_kwargs=dict(metrics=metrics, provenance=how))

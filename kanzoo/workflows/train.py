@@ -147,6 +147,11 @@ class Trainer:
         self.run_dir = self._run_dir(resume)
         self.skips = SkipTracker(prefix=f"[rank {ctx.rank}] " if ctx.distributed else "")
 
+    @property
+    def total_epochs(self) -> int:
+        """``--epochs`` and then ``--cooldown-epochs`` at the schedule's final learning rate."""
+        return self.cfg.epochs + self.cfg.cooldown_epochs
+
     # -- setup ----------------------------------------------------------------------------------------------
     def _read_resume(self, resume: PathLike) -> Dict[str, Any]:
         path = checkpoint_file(resume)
@@ -286,7 +291,7 @@ class Trainer:
                     self.opt.state[p] = old.state[p]
 
     def _apply_selection(self, epoch: int) -> None:
-        """Applies the schedule's transitions due before ``epoch`` (0-based; ``cfg.epochs``: after the last
+        """Applies the schedule's transitions due before ``epoch`` (0-based; ``total_epochs``: after the last
         epoch), then logs and prints what happened."""
         if self.schedule is None:
             return
@@ -295,7 +300,7 @@ class Trainer:
         event = self.schedule.on_epoch_start(epoch, model)
         if event is None:
             return
-        in_training = epoch < self.cfg.epochs
+        in_training = epoch < self.total_epochs
         if event == "prune":
             record_pruned(model, self.schedule.masks, self.base_args)
             if in_training:
@@ -416,7 +421,7 @@ class Trainer:
         if self.show:
             self._print_start(params, trainable, start_epoch)
         try:
-            for epoch in range(start_epoch, cfg.epochs):
+            for epoch in range(start_epoch, self.total_epochs):
                 self._apply_selection(epoch)
                 record = self._epoch(epoch)
                 history.append(record)
@@ -427,9 +432,9 @@ class Trainer:
                     self._save_checkpoint(epoch + 1, record)
                     self._log(record)
                 if self.show:
-                    print(format_epoch(record, cfg.epochs), flush=True)
+                    print(format_epoch(record, self.total_epochs), flush=True)
                 barrier(ctx)
-            self._apply_selection(cfg.epochs)  # a selection or pruning set for after the last epoch
+            self._apply_selection(self.total_epochs)  # a selection or pruning set for after the last epoch
         except KeyboardInterrupt:
             if ctx.is_main:
                 self._print_interrupted()
@@ -438,7 +443,7 @@ class Trainer:
             params = sum(p.numel() for p in self.model.parameters())
             trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         final = self._finish(history)
-        return TrainResult(run_dir=self.run_dir, epochs=cfg.epochs, metrics=history[-1] if history else {},
+        return TrainResult(run_dir=self.run_dir, epochs=self.total_epochs, metrics=history[-1] if history else {},
                            params=params, trainable_params=trainable, seconds=time.perf_counter() - t_start,
                            model=final, history=history)
 
@@ -447,7 +452,7 @@ class Trainer:
         if done is not None:
             ckpt = self.run_dir / CHECKPOINT_NAME
             cmd = "finetune" if self.cfg.peft is not None else "train"
-            msg = (f"interrupted; {ckpt} holds epoch {done}/{self.cfg.epochs}; continue with: "
+            msg = (f"interrupted; {ckpt} holds epoch {done}/{self.total_epochs}; continue with: "
                    f"kanzoo {cmd} --resume {self.run_dir}")
         else:
             msg = "interrupted before the first epoch finished; nothing was saved"
@@ -474,7 +479,7 @@ class Trainer:
         elif self.selection_note:
             print(f"basis selection: {self.selection_note}", flush=True)
         if start_epoch:
-            print(f"resuming {self.run_dir} after epoch {start_epoch}/{cfg.epochs}", flush=True)
+            print(f"resuming {self.run_dir} after epoch {start_epoch}/{self.total_epochs}", flush=True)
         else:
             print(f"run folder: {self.run_dir}", flush=True)
 
@@ -676,7 +681,7 @@ def train_one_epoch(tr: Trainer, epoch: int) -> Tuple[float, float, float]:
     loss_sum, correct, seen = 0.0, 0.0, 0.0
     accum, batches = cfg.grad_accum_steps, max(tr.batches_per_epoch, 1)
     pending, unsynced, group_loss, group_n = 0, False, 0.0, 0
-    bar = tqdm(tr.loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", leave=False,
+    bar = tqdm(tr.loader, desc=f"epoch {epoch + 1}/{tr.total_epochs}", unit="step", leave=False,
                disable=not tr.progress, dynamic_ncols=True)
     for i, (images, targets, errors) in enumerate(bar):
         tr.skips.add(errors)

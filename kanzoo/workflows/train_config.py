@@ -64,6 +64,7 @@ class TrainConfig:
     drop: Optional[float] = None       # -> the model's drop_rate
     drop_path: Optional[float] = None  # -> the model's drop_path_rate
     epochs: int = 10
+    cooldown_epochs: int = 0  # epochs after --epochs at the schedule's final lr (timm's --cooldown-epochs)
     batch_size: int = 64
     grad_accum_steps: int = 1
     opt: str = "adamw"
@@ -158,6 +159,10 @@ class TrainConfig:
     def check(self) -> None:
         """Raises a :class:`WorkflowError` for a setting that cannot work."""
         check_positive("--epochs", self.epochs)
+        cooldown = self.cooldown_epochs
+        if isinstance(cooldown, bool) or not isinstance(cooldown, int) or cooldown < 0:
+            raise WorkflowError(f"--cooldown-epochs must be an integer >= 0 (epochs after --epochs at the final lr), "
+                                f"got {self.cooldown_epochs!r}")
         check_positive("--batch-size", self.batch_size, hint="use 1 or more images per batch (per process)")
         check_positive("--workers", self.workers, minimum=0)
         check_positive("--log-interval", self.log_interval)

@@ -136,6 +136,7 @@ def test_recipe_errors_are_one_line(data, capsys):
     (["--mixup-prob", "1.5"], "--mixup-prob must be in [0, 1], got 1.5"),
     (["--opt", "nosuchopt"], "--opt 'nosuchopt'"),
     (["--num-classes", "3"], "--num-classes 3 applies to streaming datasets"),
+    (["--cooldown-epochs", "-1"], "--cooldown-epochs must be an integer >= 0"),
 ])
 def test_bad_feature_settings_are_one_line_errors(data, tmp_path, capsys, argv, message):
     rc, _, err = run(capsys, "train", NAME, "--data", data, "-o", tmp_path / "r", *FAST, *argv)
@@ -146,7 +147,9 @@ def test_bad_feature_settings_are_one_line_errors(data, tmp_path, capsys, argv, 
 
 # -- the features, and exact resume with all of them ---------------------------------------------------------------
 def test_resume_is_exact_with_every_feature_on(data, tmp_path, capsys, monkeypatch):
-    args = ["--data", str(data), "--epochs", "2", "-b", "4", "--log-interval", "1", "--seed", "5", *FAST, *FEATURES]
+    # one epoch and one cooldown epoch: the interruption falls in the cooldown
+    args = ["--data", str(data), "--epochs", "1", "--cooldown-epochs", "1", "-b", "4", "--log-interval", "1",
+            "--seed", "5", *FAST, *FEATURES]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     rc, out, err = run(capsys, "train", NAME, "-o", straight, *args, "--no-quiet")
     assert rc == 0, err
@@ -172,6 +175,10 @@ def test_resume_is_exact_with_every_feature_on(data, tmp_path, capsys, monkeypat
     # accumulation: 19 images (one undecodable) in batches of 4 -> 4 batches per epoch, 2 updates of 2 batches
     epochs = records(straight, "epoch")
     assert [r["step"] for r in epochs] == [2, 4]
+    # the cooldown epoch runs at the schedule's final lr
+    assert epochs[0]["lr"] > 1e-6 and epochs[1]["lr"] == pytest.approx(1e-6)
+    assert json.loads((straight / "args.json").read_text())["cooldown_epochs"] == 1
+    assert "epoch 2/2" in out
     # layer decay: the optimizer's groups carry timm's lr scales, the earliest group the smallest
     ckpt = torch.load(straight / "checkpoint.pth", weights_only=False)
     scales = sorted({g["lr_scale"] for g in ckpt["optimizer"]["param_groups"]})
