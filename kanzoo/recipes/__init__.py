@@ -96,6 +96,11 @@ class Recipe:
         return int(self.settings["batch_size"]) * self.world_size * int(self.settings.get("grad_accum_steps", 1))
 
     @property
+    def task(self) -> str:
+        """What the recipe trains: ``kanzoo_task`` (``'segmentation'`` for U-KAN), else ``'classification'``."""
+        return str(self.extras.get("kanzoo_task", "classification"))
+
+    @property
     def extras(self) -> Dict[str, Any]:
         """The file's ``kanzoo_*`` facts (without ``kanzoo_world_size`` and ``kanzoo_sources``)."""
         raw = read_raw(self.path)

@@ -41,6 +41,7 @@ from tqdm import tqdm
 from .. import peft
 from ..errors import WorkflowError
 from ..io import PathLike, atomic_write
+from ..models._base import model_task
 from ..models._compile import compile_model
 from ._common import resolve_dtype, seed_everything, warn
 from .data import (
@@ -264,6 +265,10 @@ class Trainer:
                                     f"{k} class folders of the data; leave num_classes out")
         loaded = load_model(cfg.model, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint, model_kwargs=kwargs)
         base, self.arch = loaded.model, loaded.arch
+        if model_task(base) != "classification":
+            raise WorkflowError(f"{self.arch} is a {model_task(base)} model and kanzoo train trains image "
+                                f"classifiers on class folders; kanzoo validate and predict take it (--task "
+                                f"{model_task(base)})")
         labels = model_labels(base, loaded.label_names) if weights else None
         if not weights:
             self.head_note = f"random init, {k}-class head"

@@ -46,6 +46,10 @@ def settings_from_recipe(recipe: Recipe, values: Mapping[str, Any], given: Colle
     The learning rate: when the run's global batch (``batch_size x world_size x grad_accum_steps``) differs
     from the recipe's (:attr:`Recipe.global_batch_size`) and ``lr`` was not given, the recipe's lr is scaled by
     their ratio, and a note says so."""
+    if recipe.task != "classification":
+        raise WorkflowError(f"recipe {recipe.tag} trains {recipe.task} and kanzoo train trains image classifiers; "
+                            f"its settings are data for the authors' trainer: kanzoo.recipes.load_recipe("
+                            f"{recipe.tag!r}), and docs/recipes.md")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     out = dict(values)
     unapplied: Dict[str, Any] = {}

@@ -128,6 +128,18 @@ def test_recipe_errors_are_one_line(data, capsys):
     one_line_error(err, f"recipe {TAG} trains {KAT}, not {NAME}")
 
 
+def test_segmentation_recipes_and_models_are_refused_before_a_run_starts(data, tmp_path, capsys):
+    """U-KAN's recipes are segmentation recipes (data for its own trainer); kanzoo train trains classifiers."""
+    assert load_recipe("ukan_small.ukan_busi").task == "segmentation" and load_recipe(TAG).task == "classification"
+    rc, _, err = run(capsys, "train", "--recipe", "ukan_small.ukan_busi", "--data", data, "-o", tmp_path / "a")
+    assert rc == 1
+    one_line_error(err, "recipe ukan_small.ukan_busi trains segmentation and kanzoo train trains image classifiers")
+    rc, _, err = run(capsys, "train", "ukan_small", "--data", data, "-o", tmp_path / "b", "-j", "0", "-q")
+    assert rc == 1
+    one_line_error(err, "ukan_small is a segmentation model and kanzoo train trains image classifiers")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--model-ema-decay", "1.5"], "--model-ema-decay must be in (0, 1), got 1.5"),
     (["--grad-accum-steps", "0"], "--grad-accum-steps must be >= 1, got 0"),
