@@ -189,6 +189,9 @@ def _add_train(sub, cmd: str) -> None:
     src.add_argument("--pretrained", action="store_true", default=None if ft else False,
                      help="start from the registry's weights" + (" (the default without --checkpoint)" if ft else ""))
     src.add_argument("--checkpoint", help="start from a weight file or run folder")
+    src.add_argument("--initial-checkpoint", metavar="SRC",
+                     help="start from another model's weights where they fit: a weight file or timm:ARCH.TAG "
+                          "(tensors it lacks keep their init; a classifier of other classes is dropped)")
     t.add_argument("--model-kwargs", nargs="+", action=KeyValues, default={}, metavar="KEY=VALUE")
     t.add_argument("--drop", type=float, help="dropout rate (the model's drop_rate)")
     t.add_argument("--drop-path", type=float, help="stochastic depth rate (the model's drop_path_rate)")
@@ -320,7 +323,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise ValueError("give the training images with --data DIR (DIR/train/CLASS/*.png and DIR/val/CLASS/*.png, "
                          "or DIR/CLASS/*.png)")
     if args.command == "finetune" and args.pretrained is None:
-        args.pretrained = not args.checkpoint
+        args.pretrained = not (args.checkpoint or args.initial_checkpoint)
     args.pretrained = bool(args.pretrained)
     training.train(_train_config(args), resume=args.resume)
     return 0

@@ -67,6 +67,7 @@ from .distributed import (
     setup,
     wrap_model,
 )
+from .initial_weights import load_initial_weights, read_initial_state
 from .loading import CHECKPOINT_NAME, load_model, model_labels
 from .run_folder import (
     LOG_NAME,
@@ -134,6 +135,12 @@ def _to_channels_last(model: nn.Module) -> None:
 
 def _model_args(model: nn.Module) -> Dict[str, Any]:
     return dict(get_model_args(model))
+
+
+def _classifier_names(model: nn.Module) -> Tuple[str, ...]:
+    """The classifier module names of the model's pretrained cfg (``'head'``, ``('head', 'head_dist')``...)."""
+    names = (getattr(model, "pretrained_cfg", None) or {}).get("classifier") or ()
+    return (names,) if isinstance(names, str) else tuple(names)
 
 
 class Trainer:
@@ -270,7 +277,11 @@ class Trainer:
                                 f"classifiers on class folders; kanzoo validate and predict take it (--task "
                                 f"{model_task(base)})")
         labels = model_labels(base, loaded.label_names) if weights else None
-        if not weights:
+        if cfg.initial_checkpoint:
+            init = load_initial_weights(base, read_initial_state(cfg.initial_checkpoint), cfg.initial_checkpoint,
+                                        classifier=_classifier_names(base))
+            self.head_note = init.summary()
+        elif not weights:
             self.head_note = f"random init, {k}-class head"
         elif labels is not None and labels.ids == list(self.classes):
             self.head_note = "the starting weights' head (same classes)"

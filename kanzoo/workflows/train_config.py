@@ -57,6 +57,7 @@ class TrainConfig:
     output: Optional[str] = None
     pretrained: bool = False
     checkpoint: Optional[str] = None
+    initial_checkpoint: Optional[str] = None  # weights loaded where they fit (a file or timm:ARCH.TAG)
     model_kwargs: Dict[str, Any] = field(default_factory=dict)
     peft: Optional[Dict[str, Any]] = None
     recipe: Optional[str] = None  # the kanzoo.recipes tag the settings came from
@@ -205,8 +206,11 @@ class TrainConfig:
             raise WorkflowError(f"--clip-grad must be > 0, got {self.clip_grad}")
         if self.input_size is not None and (len(self.input_size) != 3 or min(self.input_size) < 1):
             raise WorkflowError(f"--input-size must be C H W (three positive integers), got {list(self.input_size)}")
-        if self.pretrained and self.checkpoint:
-            raise WorkflowError("give --pretrained or --checkpoint as the starting weights, not both")
+        starts = [n for n, v in (("--pretrained", self.pretrained), ("--checkpoint", self.checkpoint),
+                                 ("--initial-checkpoint", self.initial_checkpoint)) if v]
+        if len(starts) > 1:
+            raise WorkflowError(f"give one of --pretrained, --checkpoint and --initial-checkpoint as the starting "
+                                f"weights, not {' and '.join(starts)}")
         resolve_dtype(self.amp_dtype)
         self._check_selection()
 

@@ -12,9 +12,10 @@ from typing import Any, Collection, Dict, List, Mapping
 
 from ..errors import WorkflowError
 from ..recipes import Recipe
+from .initial_weights import TIMM_PREFIX
 from .train_config import TrainConfig, current_names
 
-__all__ = ["NOT_FROM_RECIPES", "RecipeSettings", "settings_from_recipe"]
+__all__ = ["INIT_KEYS", "NOT_FROM_RECIPES", "RecipeSettings", "settings_from_recipe"]
 
 #: settings that say where the data, the output and the process are, not how to train: a recipe never sets them
 NOT_FROM_RECIPES = frozenset({
@@ -22,6 +23,10 @@ NOT_FROM_RECIPES = frozenset({
     "quiet", "log_interval", "max_skipped_fraction", "pretrained", "checkpoint", "peft", "recipe",
     "recipe_unapplied",
 })
+
+
+#: a fine-tuning recipe's start (a timm tag in ``kanzoo_init_timm_tag``), applied as ``initial_checkpoint``
+INIT_KEYS = ("kanzoo_init_checkpoint", "kanzoo_init_argument", "kanzoo_init_timm_tag")
 
 
 @dataclass
@@ -69,9 +74,19 @@ def settings_from_recipe(recipe: Recipe, values: Mapping[str, Any], given: Colle
                 out[key] = tuple(value) if isinstance(value, list) else value
         else:
             unapplied[key] = _json_value(value)
-    for key, value in (getattr(recipe, "extras", None) or {}).items():
-        unapplied[key] = _json_value(value)
+    extras = dict(getattr(recipe, "extras", None) or {})
     notes = []
+    init_tag = extras.get("kanzoo_init_timm_tag")
+    if init_tag and not given & {"initial_checkpoint", "pretrained", "checkpoint"}:
+        out["initial_checkpoint"] = f"{TIMM_PREFIX}{init_tag}"
+        their_file = str(extras.get("kanzoo_init_checkpoint", "")).rsplit("/", 1)[-1]
+        for key in INIT_KEYS:
+            extras.pop(key, None)
+        notes.append(f"initial checkpoint {TIMM_PREFIX}{init_tag}: the weights the authors started from"
+                     f"{f' ({their_file})' if their_file else ''}; --initial-checkpoint, --pretrained or "
+                     f"--checkpoint sets another start")
+    for key, value in extras.items():
+        unapplied[key] = _json_value(value)
     if unapplied:
         notes.append(f"recipe settings kanzoo train does not apply: "
                      f"{', '.join(f'{k}={v!r}' for k, v in sorted(unapplied.items()))}")
