@@ -46,6 +46,7 @@ the compiled bases, with its own setting and fallback), each one of
 import json
 import math
 from functools import lru_cache
+from importlib import resources
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -71,7 +72,6 @@ _state = RATIONAL_KERNEL.state
 # ------------------------------------------------------------------------------------------------ init data
 @lru_cache(maxsize=1)
 def _init_table() -> Dict[str, Dict[str, List[float]]]:
-    from importlib import resources
     text = resources.files("kanzoo.layers").joinpath("data", "rational_init.json").read_text(encoding="utf-8")
     return json.loads(text)["modes"]
 

@@ -15,6 +15,7 @@ import math
 from typing import Any, Dict, Optional, Sequence, Set
 
 import torch
+from timm.models._input import update_model_args
 from timm.models._manipulate import checkpoint_seq
 from torch import nn
 
@@ -169,7 +170,6 @@ class SConvKAN(SequentialKANClassifier):
         argument (timm's ``update_model_args``), which config.json carries, and returns it. For code that prunes
         with :func:`~kanzoo.layers.prune_model` or :class:`~kanzoo.workflows.selection.SelectionSchedule`
         directly."""
-        from timm.models._input import update_model_args
 
         spec = masks_to_spec(masks)
         update_model_args(self, pruned_selection=spec)

@@ -6,6 +6,7 @@ import random
 import sys
 from typing import Optional
 
+import numpy as np
 import torch
 
 from ..errors import WorkflowError
@@ -17,11 +18,7 @@ def seed_everything(seed: int) -> None:
     """Seeds Python's, NumPy's and torch's global generators (all devices)."""
     random.seed(seed)
     torch.manual_seed(seed)
-    try:
-        import numpy as np
-        np.random.seed(seed % 2**32)
-    except ImportError:  # numpy is optional for kanzoo itself
-        pass
+    np.random.seed(seed % 2**32)
 
 
 def resolve_device(device: Optional[str]) -> torch.device:

@@ -14,7 +14,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 import numpy as np
 import torch
 from PIL import Image
+from timm.data import create_dataset, create_transform, resolve_data_config
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
+from torchvision.transforms import Compose
 
 from ..errors import WorkflowError
 from ..io import PathLike
@@ -194,7 +196,6 @@ def data_config_for(model: torch.nn.Module, img_size: Optional[int] = None, crop
                     input_size: Optional[Sequence[int]] = None) -> Dict[str, Any]:
     """The preprocessing of ``model`` from its pretrained cfg (``timm.data.resolve_data_config``), with
     overrides (``img_size`` wins over ``input_size``, as in timm)."""
-    from timm.data import resolve_data_config
 
     args: Dict[str, Any] = {}
     if img_size:
@@ -264,8 +265,6 @@ def build_transform(data_config: Dict[str, Any], training: bool = False, aug: Op
     """timm's transform for ``data_config``: the training pipeline with ``aug`` or the eval one. Images are read
     as RGB; for a 1-channel config the pipeline runs on RGB with the grey mean/std on every channel and ends
     with :class:`ToGrayscale`."""
-    from timm.data import create_transform
-    from torchvision.transforms import Compose
 
     chans = int(data_config["input_size"][0])
     cfg = {k: data_config[k] for k in ("input_size", "interpolation", "mean", "std")}
@@ -344,7 +343,6 @@ def timm_dataset(name: str, root: Optional[str], split: str, training: bool, bat
     """``timm.data.create_dataset(name, root=..., split=...)`` wrapped to yield ``(image, target, None)`` like
     :class:`ImageFolder` (:class:`TimmMapDataset` or :class:`TimmIterableDataset`); any failure of timm's is one
     :class:`WorkflowError` naming the dataset."""
-    from timm.data import create_dataset
 
     try:
         ds = create_dataset(name, root=root, split=split, is_training=training, batch_size=batch_size, seed=seed)

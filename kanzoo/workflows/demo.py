@@ -21,7 +21,9 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
+from PIL import Image
 
 from .. import peft
 from ..errors import WorkflowError
@@ -54,8 +56,6 @@ def write_digits(root: Path, seed: int = 0, per_class: Optional[int] = None) -> 
     except ImportError:
         raise WorkflowError("kanzoo demo needs scikit-learn for its data (bundled, no download): "
                             "pip install scikit-learn (or pip install -e '.[dev]')") from None
-    import numpy as np
-    from PIL import Image
 
     digits = load_digits()
     images = np.clip(digits.images * (255.0 / 16.0), 0, 255).astype("uint8")

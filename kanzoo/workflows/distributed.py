@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from ..errors import WorkflowError
 from ._common import resolve_device
@@ -130,7 +131,6 @@ def wrap_model(model: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
     """``DistributedDataParallel`` over ``model`` (already on ``ctx.device``) when distributed."""
     if not ctx.distributed:
         return model
-    from torch.nn.parallel import DistributedDataParallel
 
     ids = [ctx.device.index] if ctx.device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids)

@@ -14,7 +14,9 @@ import os
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import WorkflowError
@@ -152,7 +154,6 @@ def preprocess(image: torch.Tensor, size: Optional[Sequence[int]] = None,
 
 
 def _to_array(im):
-    import numpy as np
     return np.array(im, dtype=np.uint8, copy=True)
 
 
@@ -173,9 +174,6 @@ def predict_masks(model: torch.nn.Module, images: torch.Tensor, threshold: float
 def overlay_mask(image, mask: torch.Tensor, alpha: float = 0.5, palette: Sequence[Tuple[int, int, int]] = PALETTE):
     """The RGB PIL image with each class > 0 of ``mask`` (H, W) blended in its palette colour (weight ``alpha``).
     ``mask`` is resized (nearest) to the image when their sizes differ."""
-    import numpy as np
-    from PIL import Image
-
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
     if mask.dim() != 2:
@@ -209,7 +207,6 @@ def write_mask_overlay(image: Union[PathLike, "object"], mask: torch.Tensor, out
     over = overlay_mask(image, mask, alpha)
     path = atomic_write(out_path, lambda tmp: over.save(tmp, format="PNG"))
     if mask_path is not None:
-        import numpy as np
         m = mask.cpu().numpy()
         arr = (m > 0).astype(np.uint8) * 255 if int(m.max(initial=0)) <= 1 else m.astype(np.uint8)
         bare = Image.fromarray(arr, mode="L")

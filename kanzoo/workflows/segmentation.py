@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from ..errors import OutputShapeError, WorkflowError
 from ..io import PathLike
@@ -92,7 +93,6 @@ def validate_segmentation(loaded: LoadedModel, data_dir: PathLike, batch_size: i
 
     Returns a :class:`kanzoo.metrics.SegmentationResult`.
     """
-    from torch.utils.data import DataLoader
 
 
     check_positive("--batch-size", batch_size, hint="use 1 or more images per batch")
