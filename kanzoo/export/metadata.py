@@ -30,6 +30,8 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from timm.data import ImageNetInfo, infer_imagenet_subset
+from timm.data import resolve_data_config as timm_resolve
 from torch import nn
 
 from .._version import __version__
@@ -58,7 +60,6 @@ def resolve_data_config(model: nn.Module, input_size: Sequence[int],
     Raises ValueError for an unknown key, a mean/std that does not have C values, an interpolation or crop
     mode that the standalone runtime cannot reproduce, or a crop_pct outside (0, 2].
     """
-    from timm.data import resolve_data_config as timm_resolve
 
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(_DATA_KEYS))
@@ -117,7 +118,6 @@ def resolve_labels(model: nn.Module, num_classes: int, label_names: Optional[Seq
             return [str(n) for n in v]
     if model_task(model) != "classification" or num_classes <= 0:
         return None
-    from timm.data import ImageNetInfo, infer_imagenet_subset
 
     subset = infer_imagenet_subset({"num_classes": num_classes})
     if subset is None:

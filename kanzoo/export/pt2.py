@@ -15,6 +15,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
+from torch.export import Dim
 
 from ._prepare import (
     InputSize,
@@ -86,8 +87,6 @@ def to_pt2(
         found: Dict[str, Any] = {}
 
         def build(spatial: bool):
-            from torch.export import Dim
-
             shapes: Dict[int, Any] = {}
             if dynamic_batch:
                 shapes[0] = Dim("batch", min=1)

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
+from PIL import Image
+from timm.data import create_transform
 
 from .metadata import from_onnx_props
 
@@ -58,9 +60,6 @@ def check_quantize_args(mode: str, calibration_dir: Optional[Union[str, os.PathL
 def calibration_batches(images: Sequence[Path], preprocess: Dict[str, Any]) -> Iterator[np.ndarray]:
     """Each image as a (1, C, H, W) float32 array through timm's eval transform for ``preprocess`` (the
     ``kanzoo.preprocess`` metadata)."""
-    from PIL import Image
-    from timm.data import create_transform
-
     transform = create_transform(
         input_size=tuple(preprocess["input_size"]), interpolation=preprocess["interpolation"],
         mean=tuple(preprocess["mean"]), std=tuple(preprocess["std"]), crop_pct=preprocess["crop_pct"],
