@@ -178,6 +178,9 @@ def _add_train(sub, cmd: str) -> None:
     t.add_argument("--val-split", default="validation",
                    help="timm dataset: the validation split (default validation; '' for none)")
     t.add_argument("--num-classes", type=int, help="timm dataset without class names: the class count")
+    t.add_argument("--train-num-samples", type=int, metavar="N",
+                   help="streaming timm dataset whose size its files do not say: images per epoch")
+    t.add_argument("--val-num-samples", type=int, metavar="N", help="the same for the validation split")
     t.add_argument("--val-data", help="validation folder (default DATA/val)")
     t.add_argument("-o", "--output", help="run folder (default runs/NAME-DATE-TIME)")
     t.add_argument("--resume", metavar="RUN", help="continue the run in this folder (its settings are the "

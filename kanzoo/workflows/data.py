@@ -339,17 +339,21 @@ def is_timm_dataset(data: str) -> bool:
 
 
 def timm_dataset(name: str, root: Optional[str], split: str, training: bool, batch_size: int, seed: int,
-                 workers: int, what: str) -> Dataset:
+                 workers: int, what: str, num_samples: Optional[int] = None) -> Dataset:
     """``timm.data.create_dataset(name, root=..., split=...)`` wrapped to yield ``(image, target, None)`` like
     :class:`ImageFolder` (:class:`TimmMapDataset` or :class:`TimmIterableDataset`); any failure of timm's is one
-    :class:`WorkflowError` naming the dataset."""
-
+    :class:`WorkflowError` naming the dataset. ``num_samples``: the images per epoch of a streaming dataset that
+    does not know its size."""
+    extra = {} if num_samples is None else {"num_samples": num_samples}
     try:
-        ds = create_dataset(name, root=root, split=split, is_training=training, batch_size=batch_size, seed=seed)
+        ds = create_dataset(name, root=root, split=split, is_training=training, batch_size=batch_size, seed=seed,
+                            **extra)
     except Exception as e:  # timm raises RuntimeError, AssertionError, ImportError, ... by dataset kind
+        option = "--train-num-samples" if training else "--val-num-samples"
+        hint = (f"give its images per epoch with {option} N" if "num_samples" in str(e) else
+                "check the name, --data-dir and the split (--train-split / --val-split)")
         raise WorkflowError(f"{what} {name!r} (--data-dir {root!r}, split {split!r}) could not be opened: "
-                            f"{type(e).__name__}: {str(e).strip()[:300]}; check the name, --data-dir and the split "
-                            f"(--train-split / --val-split)") from None
+                            f"{type(e).__name__}: {str(e).strip()[:300]}; {hint}") from None
     if isinstance(ds, torch.utils.data.IterableDataset):
         if hasattr(ds, "set_loader_cfg"):  # the sample count per process depends on the loader workers
             ds.set_loader_cfg(num_workers=workers)

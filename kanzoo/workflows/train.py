@@ -210,7 +210,7 @@ class Trainer:
                                 f"--val-split of the same dataset (now {cfg.val_split!r})")
         common = dict(root=cfg.data_dir, batch_size=cfg.batch_size, seed=cfg.seed, workers=cfg.workers)
         self.train_set = timm_dataset(cfg.data, split=cfg.train_split, training=True, what="training set",
-                                      **common)
+                                      num_samples=cfg.train_num_samples, **common)
         names = self.train_set.class_names
         if cfg.num_classes is not None:
             if names is not None and len(names) != cfg.num_classes:
@@ -224,7 +224,7 @@ class Trainer:
         self.val_set = None
         if cfg.val_split:
             self.val_set = timm_dataset(cfg.data, split=cfg.val_split, training=False, what="validation set",
-                                        **common)
+                                        num_samples=cfg.val_num_samples, **common)
 
     def _set_transforms(self, base: nn.Module) -> None:
         if self.ckpt is not None and self.ckpt.get("data_config"):

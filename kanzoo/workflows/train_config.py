@@ -53,6 +53,8 @@ class TrainConfig:
     data_dir: Optional[str] = None  # the root of a streaming dataset (--data wds/NAME, hfds/NAME, ...)
     train_split: str = "train"
     val_split: Optional[str] = "validation"
+    train_num_samples: Optional[int] = None  # streaming datasets that do not know their size (timm's names)
+    val_num_samples: Optional[int] = None
     val_data: Optional[str] = None
     output: Optional[str] = None
     pretrained: bool = False
@@ -160,6 +162,8 @@ class TrainConfig:
     def check(self) -> None:
         """Raises a :class:`WorkflowError` for a setting that cannot work."""
         check_positive("--epochs", self.epochs)
+        check_positive("--train-num-samples", self.train_num_samples)
+        check_positive("--val-num-samples", self.val_num_samples)
         cooldown = self.cooldown_epochs
         if isinstance(cooldown, bool) or not isinstance(cooldown, int) or cooldown < 0:
             raise WorkflowError(f"--cooldown-epochs must be an integer >= 0 (epochs after --epochs at the final lr), "

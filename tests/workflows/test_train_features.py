@@ -344,6 +344,31 @@ def test_map_style_timm_datasets_by_name(tmp_path, capsys):
     one_line_error(err, "'wds/none'", "could not be opened")
 
 
+@pytest.mark.parametrize("prefix", ["hfds", "hfids"])
+def test_hugging_face_datasets_by_name(tmp_path, capsys, prefix):
+    """``--data hfds/PATH`` (map-style) and ``hfids/PATH`` (streaming): timm's readers over ``datasets``, here a
+    local imagefolder (train/ and val/, which ``datasets`` calls the validation split), with no network."""
+    pytest.importorskip("datasets")
+    root = tmp_path / "hf"
+    make_imagefolder(root / "train", per_class=4)
+    make_imagefolder(root / "val", per_class=2, seed=1)
+    run_dir = tmp_path / "r"
+    argv = ["train", NAME, "--data", f"{prefix}/{root}", "--data-dir", tmp_path / "cache", "--epochs", "2", "-b",
+            "4", "--model-kwargs", "width_scale=0.25", "--img-size", "16", "-j", "0", "-q", "--no-progress"]
+    names = list(CLASSES)  # map-style: the dataset's ClassLabel names become the model's labels
+    if prefix == "hfids":  # a stream not read before knows neither its size nor its class names
+        rc, _, err = run(capsys, *argv, "-o", tmp_path / "none")
+        one_line_error(err, "Dataset length is unknown", "give its images per epoch with --train-num-samples N")
+        argv += ["--train-num-samples", "12", "--val-num-samples", "6", "--num-classes", "3"]
+        names = ["0", "1", "2"]
+    rc, out, err = run(capsys, *argv, "-o", run_dir)
+    assert rc == 0, err
+    recs = records(run_dir, "epoch")
+    assert [(r["train_images"], r["val_images"]) for r in recs] == [(12, 6), (12, 6)]
+    assert [r["step"] for r in recs] == [3, 6]
+    assert json.loads((run_dir / "config.json").read_text())["label_names"] == names
+
+
 @pytest.mark.parametrize("per_epoch", [False, True])
 def test_timm_schedules_other_than_cosine(data, tmp_path, per_epoch):
     """--sched poly (the tck VGG recipes'): lr = min + (base - min) (1 - t/T)^power, with t and T counted in
