@@ -262,7 +262,8 @@ def test_matmul_pool_is_adaptive_avg_pool():
 
 def test_flatten_head_reset_classifier_and_prune():
     """global_pool for a flatten head: None keeps the pooling (a classifier after '' returns to 'avg'), 'avg' is
-    the h×w pool + flatten, '' no pooling (num_classes=0 only); timm's other pool names are a ValueError that leaves the model as it was."""
+    the h×w pool + flatten, '' no pooling (num_classes=0 only); timm's other pool names are a ValueError that
+    leaves the model as it was."""
     model = _flat().train()
     x = torch.randn(1, 3, 32, 32)
     model.reset_classifier(0)
