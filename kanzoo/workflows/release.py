@@ -175,16 +175,22 @@ def build_release(out_dir: PathLike, tags: Optional[Sequence[str]] = None,
     tags = _check_tags(tags) if tags is not None else release_tags()
     _check_tags(list(sources))
     out = Path(out_dir)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     report = ReleaseReport(out_dir=os.fspath(out))
-    for tag in tags:
-        source = _source_file(tag, sources)
-        if source is None:
-            up = get_pretrained_cfg(tag).upstream
-            report.skipped[tag] = (f"its file is on {up.location}, not on the Hub: download it and give it with "
-                                   f"--source {tag}=FILE")
-            continue
-        report.released.append(_build_one(tag, source, tag in sources, out, org))
+    try:
+        for tag in tags:
+            source = _source_file(tag, sources)
+            if source is None:
+                up = get_pretrained_cfg(tag).upstream
+                report.skipped[tag] = (f"its file is on {up.location}, not on the Hub: download it and give it "
+                                       f"with --source {tag}=FILE")
+                continue
+            report.released.append(_build_one(tag, source, tag in sources, out, org))
+    except BaseException:
+        if created and not any(out.iterdir()):  # a folder this call made and nothing finished in it
+            out.rmdir()
+        raise
     _write_manifest(out, report)
     return report
 

@@ -127,6 +127,7 @@ def test_bad_requests_are_refused(tmp_path):
     with pytest.raises(WorkflowError, match="is not the upstream file of kat_tiny_patch16_224.in1k: its sha256"):
         build_release(tmp_path / "r", tags=["kat_tiny_patch16_224.in1k"],
                       sources={"kat_tiny_patch16_224.in1k": wrong})
+    assert not (tmp_path / "r").exists()  # the folder it made for the failed release is gone
     with pytest.raises(WorkflowError, match="org must be"):
         build_release(tmp_path / "r", org="a/b")
     with pytest.raises(WorkflowError, match="holds no release.json"):
