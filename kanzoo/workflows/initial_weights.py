@@ -20,7 +20,7 @@ import torch
 from timm.models import get_pretrained_cfg
 from torch import nn
 
-from ..errors import WorkflowError
+from ..errors import WeightsOfflineError, WorkflowError
 from ..weights import load_state_file, resolve_pretrained_state, unwrap_checkpoint
 
 __all__ = ["TIMM_PREFIX", "InitialWeights", "load_initial_weights", "read_initial_state"]
@@ -66,7 +66,14 @@ def read_initial_state(source: str) -> Dict[str, torch.Tensor]:
             raise WorkflowError(f"--initial-checkpoint {source!r}: {name!r} is not a timm pretrained tag; give "
                                 f"ARCH.TAG as timm.list_pretrained() lists them, e.g. "
                                 f"timm:vit_tiny_patch16_224.augreg_in21k_ft_in1k")
-        state = resolve_pretrained_state(cfg, model_name=name)
+        try:
+            state = resolve_pretrained_state(cfg, model_name=name)
+        except WeightsOfflineError:
+            raise WorkflowError(f"--initial-checkpoint {source!r}: the weights of {name} ({cfg.hf_hub_id}) are not "
+                                f"in the local Hugging Face cache and the Hub cannot be reached (or "
+                                f"HF_HUB_OFFLINE=1); connect to the network or set HF_ENDPOINT to a mirror, or fetch "
+                                f"{cfg.hf_hub_id}'s model.safetensors on a connected machine and pass it as "
+                                f"--initial-checkpoint FILE") from None
         if state is None:
             raise WorkflowError(f"--initial-checkpoint {source!r}: timm fetches {name} from a url "
                                 f"({cfg.url}), which kanzoo does not download; download it and pass the file")

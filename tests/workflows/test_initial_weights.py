@@ -14,6 +14,7 @@ from kanzoo.recipes import load_recipe
 from kanzoo.workflows.initial_weights import load_initial_weights, read_initial_state
 from kanzoo.workflows.train_config import TrainConfig
 from tests.support.cli_run import run
+from tests.support.fakehub import set_offline
 from tests.support.workflow_data import make_dataset
 
 KAT = "kat_tiny_patch16_224"
@@ -89,7 +90,7 @@ def test_sources_files_and_bad_names(tmp_path):
         TrainConfig(model=KAT, data="d", checkpoint="a", initial_checkpoint="b").check()
 
 
-def test_the_vitft_recipe_starts_from_its_timm_vit_through_the_hub(hub_env, tmp_path, capsys):
+def test_the_vitft_recipe_starts_from_its_timm_vit_through_the_hub(hub_env, tmp_path, capsys, monkeypatch):
     """kat_tiny_patch16_224.vitft_in1k names timm's vit_tiny_patch16_224.augreg_in21k_ft_in1k (the authors'
     AugReg file): kanzoo train --recipe downloads it (verified), loads it into the KAT and records it."""
     tag = load_recipe("kat_tiny_patch16_224.vitft_in1k").extras["kanzoo_init_timm_tag"]
@@ -97,6 +98,10 @@ def test_the_vitft_recipe_starts_from_its_timm_vit_through_the_hub(hub_env, tmp_
     torch.manual_seed(2)
     vit = timm.create_model("vit_tiny_patch16_224").state_dict()
     hub_env.hub.create_repo(f"timm/{tag}", files={"model.safetensors": save(vit)})
+    set_offline(monkeypatch)  # cold cache, offline: one error that says how to go on
+    with pytest.raises(WorkflowError, match=r"not in the local Hugging Face cache.*--initial-checkpoint FILE"):
+        read_initial_state(f"timm:{tag}")
+    set_offline(monkeypatch, False)
     state = read_initial_state(f"timm:{tag}")
     assert state.keys() == vit.keys() and all(torch.equal(state[k], vit[k]) for k in vit)
 
