@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks and GPU tables in one run (about 6 minutes on one H100, plus up to 15 for benchmarks/gpu.py), for a
+# The GPU checks and GPU tables in one run (about 7 minutes on one H100, plus up to 15 for benchmarks/gpu.py), for a
 # machine with CUDA:
 #   bash benchmarks/gpu_checks.sh REF_DIR [OUT_DIR]
 # REF_DIR holds the reference checkouts the tables compare against: rational_kat_cu/, U-KAN/ and tck/
@@ -25,5 +25,7 @@ step rational 150 python3 benchmarks/rational.py --device cuda $(ref rational_ka
 step seeds 120 python3 benchmarks/seeds.py --device cuda $(ref U-KAN)
 step layers 100 python3 benchmarks/layers.py --device cuda $(ref tck)
 step triton_rational 200 python3 -m pytest tests/layers/test_triton_rational.py -q -p no:cacheprovider
+step train_loop 240 python3 benchmarks/train_loop.py --device cuda --amp --model kat_tiny_patch16_224 --width-scale 1 \
+    --img-size 224 --batch 128 --steps 10 --rounds 21 --out "$OUT_DIR/train_loop_cuda.txt"
 ukan() { [ -d "$REF/U-KAN" ] && echo --reference-ukan "$REF/U-KAN"; }
 step gpu 900 python3 benchmarks/gpu.py --device cuda $(ukan)

@@ -19,6 +19,10 @@ The target (issue 21) is at most 5 % overhead.
     python benchmarks/train_loop.py                       # simple_conv_kagn (width 0.25) at 32x32, batch 32, 2 threads
     python benchmarks/train_loop.py --model simple_conv_kagn --width-scale 0.5 --batch 64 --rounds 15
     python benchmarks/train_loop.py --out benchmarks/results/train_loop_cpu.txt
+    python benchmarks/train_loop.py --device cuda --amp --model kat_tiny_patch16_224 --width-scale 1 \
+        --img-size 224 --batch 128 --steps 10 --rounds 21          # a GPU at a real batch size, bf16 autocast
+
+On CUDA both sides are synchronised before and after each round; the CPU-time column then measures the host.
 """
 from __future__ import annotations
 
@@ -50,10 +54,10 @@ def load() -> float:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
-def kanzoo_side(model, batches, cfg: TrainConfig, run_dir: Path) -> Trainer:
+def kanzoo_side(model, batches, cfg: TrainConfig, run_dir: Path, device: torch.device, amp: bool) -> Trainer:
     """A Trainer in the state ``Trainer.run`` leaves it in before the epochs, on in-memory batches."""
     tr = Trainer.__new__(Trainer)
-    tr.cfg, tr.ctx = cfg, DistContext()
+    tr.cfg, tr.ctx = cfg, DistContext(device=device)
     tr.show = tr.progress = False
     tr.skips = SkipTracker()
     tr.run_dir = run_dir
@@ -65,17 +69,20 @@ def kanzoo_side(model, batches, cfg: TrainConfig, run_dir: Path) -> Trainer:
     tr.opt, tr.sched = tr._optimizer(model)
     tr.mixup_fn, tr.ema, tr.scaler = None, None, None
     tr.loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.smoothing)
-    tr.amp, tr.amp_dtype = False, torch.bfloat16
+    tr.amp, tr.amp_dtype = amp, torch.bfloat16
     tr.num_updates = 0
     tr.schedule = None
     return tr
 
 
-def bare_epoch(model, opt, batches, smoothing: float) -> None:
+def bare_epoch(model, opt, batches, smoothing: float, amp: bool) -> None:
     model.train()
+    device_type = next(model.parameters()).device.type
     for x, y, _ in batches:
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y, label_smoothing=smoothing)
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=smoothing)
         loss.backward()
         opt.step()
 
@@ -90,14 +97,22 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=3, help="steps per round and side")
     p.add_argument("--rounds", type=int, default=61)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast on both sides (CUDA only, as kanzoo train)")
     p.add_argument("--out", help="also write the report to this file")
     args = p.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error(f"--device {args.device}: this torch sees no CUDA device")
+    if args.amp and device.type != "cuda":
+        p.error("--amp autocasts on CUDA only, as kanzoo train does; drop it on cpu")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = kanzoo.create_model(args.model, num_classes=args.classes, width_scale=args.width_scale)
+    model = kanzoo.create_model(args.model, num_classes=args.classes, width_scale=args.width_scale).to(device)
     g = torch.Generator().manual_seed(0)
-    batches = [(torch.randn(args.batch, 3, args.img_size, args.img_size, generator=g),
-                torch.randint(0, args.classes, (args.batch,), generator=g), []) for _ in range(args.steps)]
+    batches = [(torch.randn(args.batch, 3, args.img_size, args.img_size, generator=g).to(device),
+                torch.randint(0, args.classes, (args.batch,), generator=g).to(device), [])
+               for _ in range(args.steps)]
     cfg = TrainConfig(model=args.model, data="<in memory>", epochs=10_000, batch_size=args.batch, log_interval=50)
     lines: List[str] = []
 
@@ -106,23 +121,31 @@ def main() -> int:
         lines.append(s)
 
     load_start = load()
-    say(f"# torch {torch.__version__}, cpu, threads {torch.get_num_threads()}, float32; {args.model} "
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    say(f"# torch {torch.__version__}, {where}, threads {torch.get_num_threads()}, "
+        f"{'bf16 autocast' if args.amp else 'float32'}; {args.model} "
         f"width_scale={args.width_scale}, {args.img_size}x{args.img_size}, batch {args.batch}, {args.steps} steps "
         f"per round and side, {args.rounds} rounds (+1 warm-up), {os.cpu_count()} CPUs")
     say(f"# load average (1 min) at start {load_start:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
-        ours = kanzoo_side(copy.deepcopy(model), batches, cfg, Path(tmp))
+        ours = kanzoo_side(copy.deepcopy(model), batches, cfg, Path(tmp), device, args.amp)
         bare_model = copy.deepcopy(model)
         bare_opt = create_optimizer_v2(bare_model, "adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
 
+        def sync() -> None:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+
         def timed(fn) -> Tuple[float, float]:
             """(wall, process CPU) seconds per step of one round."""
+            sync()
             w0, c0 = time.perf_counter(), time.process_time()
             fn()
+            sync()
             return (time.perf_counter() - w0) / len(batches), (time.process_time() - c0) / len(batches)
 
         sides = {"kanzoo": lambda: train_one_epoch(ours, 0),
-                 "bare": lambda: bare_epoch(bare_model, bare_opt, batches, cfg.smoothing)}
+                 "bare": lambda: bare_epoch(bare_model, bare_opt, batches, cfg.smoothing, args.amp)}
         timed(sides["kanzoo"]), timed(sides["bare"])  # warm-up
         times: Dict[str, List[Tuple[float, float]]] = {"kanzoo": [], "bare": []}
         for r in range(args.rounds):
