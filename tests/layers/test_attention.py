@@ -5,7 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from kanzoo.compat.tck import from_reference
 from kanzoo.layers import KANFocalModulation, KANSelfAttention, MixedRoPE
+from tests.support import golden
 
 D64 = torch.float64
 
@@ -145,14 +147,11 @@ def test_rope_other_dims(ndim, shape):
 
 
 def _golden_focal_case():
-    golden = pytest.importorskip("golden")
-    man = golden.manifest("tck")
-    case = next(c for c in man["cases"] if c["name"] == "focal_kagn2d_default")
+    case = next(c for c in golden.manifest("tck")["cases"] if c["name"] == "focal_kagn2d_default")
     return golden.load_case("tck", case) + (case,)
 
 
 def test_focal_default_differs_from_reference_only_in_documented_options():
-    from kanzoo.compat.tck import from_reference
     t, state, case = _golden_focal_case()
     state_dict = from_reference(case, state).state_dict()
     x = t["input"].to(D64)
