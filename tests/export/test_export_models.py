@@ -14,7 +14,6 @@ Besides the exporter's own verification, every test re-runs each written file in
 input and compares with eager itself.
 """
 import math
-import sys
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -137,7 +136,9 @@ def test_family_exports(module, tmp_path):
     _independent_check(reports, model, size)
 
 
-PUBLISHED = ["vgg_kagn11_v2", "vgg_kagn11_v4", "vgg_kagn_bn11_v4"]
+#: the published VGGs' three layer layouts: plain Gram KAN convs (vgg_kagn11_v2 has the same ones, narrower),
+#: bottleneck ones, and bottleneck ones with the self-attention block
+PUBLISHED = ["vgg_kagn11_v4", "vgg_kagn_bn11_v4", "vgg_kagn_bn11sa_v4"]
 
 
 @pytest.mark.slow
@@ -156,10 +157,6 @@ def test_published_architectures(name, tmp_path):
     meta = read_metadata(next(r.path for r in reports if r.format == "onnx"))
     assert meta["labels"][0].startswith("tench") and len(meta["labels"]) == 1000
     _independent_check([r for r in reports if r.format == "onnx"], model, (3, 224, 224), batch=1)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(pytest.main([__file__, "-q"]))
 
 
 
