@@ -60,7 +60,6 @@ def resolve_data_config(model: nn.Module, input_size: Sequence[int],
     Raises ValueError for an unknown key, a mean/std that does not have C values, an interpolation or crop
     mode that the standalone runtime cannot reproduce, or a crop_pct outside (0, 2].
     """
-
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(_DATA_KEYS))
     if unknown:

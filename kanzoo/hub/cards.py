@@ -55,8 +55,6 @@ def _fmt_tuple(v: Sequence[float]) -> str:
 def card_tags() -> List[str]:
     """Every ``name.tag`` that gets a card: the tags with weights, and the announced ones, whose cfg records
     published metrics for weights that are not on the Hub yet (their cards say how to convert them)."""
-
-
     archs = set(list_models())
     tagged = [n for n in timm.list_models(include_tags=True) if "." in n and n.split(".", 1)[0] in archs]
     announced = [n for n, cfg in ((n, get_pretrained_cfg(n)) for n in tagged)
@@ -71,7 +69,6 @@ _TASKS = {"classification": ("image-classification", "Image Classification"),
 def card_metadata(name: str, cfg: Dict[str, Any], metrics: Optional[Dict[str, float]], dataset: Optional[str],
                   base_model: Optional[str], basis: Optional[str], task: str = "classification") -> str:
     """The YAML block of a card (without the ``---`` fences), through huggingface_hub's ``ModelCardData``."""
-
     pipeline, task_name = _TASKS.get(task, _TASKS["classification"])
     tags = [pipeline, "timm", "kanzoo", "kan", "kolmogorov-arnold-network"]
     if basis:
@@ -118,8 +115,6 @@ def model_card(name_or_model: Union[str, nn.Module], name: Optional[str] = None,
         name: the name shown on the card (default: the registered name or the model's architecture.tag).
         metrics, dataset, base_model, provenance: override or supply what the cfg does not record.
     """
-
-
     if isinstance(name_or_model, str):
         registered = get_pretrained_cfg(name_or_model)
         model = create_model(name_or_model, device="meta")
@@ -242,7 +237,6 @@ def _usage(name: str, family: str, task: str, announced: bool) -> List[str]:
 
 
 def _entrypoint_doc(arch: str) -> str:
-
     doc = (model_entrypoint(arch).__doc__ or "").strip()
     return " ".join(line.strip() for line in doc.split("\n\n", 1)[0].splitlines()) if doc else ""
 

@@ -170,7 +170,6 @@ class SConvKAN(SequentialKANClassifier):
         argument (timm's ``update_model_args``), which config.json carries, and returns it. For code that prunes
         with :func:`~kanzoo.layers.prune_model` or :class:`~kanzoo.workflows.selection.SelectionSchedule`
         directly."""
-
         spec = masks_to_spec(masks)
         update_model_args(self, pruned_selection=spec)
         return spec

@@ -196,7 +196,6 @@ def data_config_for(model: torch.nn.Module, img_size: Optional[int] = None, crop
                     input_size: Optional[Sequence[int]] = None) -> Dict[str, Any]:
     """The preprocessing of ``model`` from its pretrained cfg (``timm.data.resolve_data_config``), with
     overrides (``img_size`` wins over ``input_size``, as in timm)."""
-
     args: Dict[str, Any] = {}
     if img_size:
         args["img_size"] = img_size
@@ -265,7 +264,6 @@ def build_transform(data_config: Dict[str, Any], training: bool = False, aug: Op
     """timm's transform for ``data_config``: the training pipeline with ``aug`` or the eval one. Images are read
     as RGB; for a 1-channel config the pipeline runs on RGB with the grey mean/std on every channel and ends
     with :class:`ToGrayscale`."""
-
     chans = int(data_config["input_size"][0])
     cfg = {k: data_config[k] for k in ("input_size", "interpolation", "mean", "std")}
     if chans == 1:

@@ -93,8 +93,6 @@ def validate_segmentation(loaded: LoadedModel, data_dir: PathLike, batch_size: i
 
     Returns a :class:`kanzoo.metrics.SegmentationResult`.
     """
-
-
     check_positive("--batch-size", batch_size, hint="use 1 or more images per batch")
     check_positive("--workers", workers, minimum=0)
     _check_threshold(threshold)
