@@ -272,10 +272,10 @@ class Trainer:
                                     f"{k} class folders of the data; leave num_classes out")
         loaded = load_model(cfg.model, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint, model_kwargs=kwargs)
         base, self.arch = loaded.model, loaded.arch
-        if model_task(base) != "classification":
-            raise WorkflowError(f"{self.arch} is a {model_task(base)} model and kanzoo train trains image "
-                                f"classifiers on class folders; kanzoo validate and predict take it (--task "
-                                f"{model_task(base)})")
+        task = model_task(base)
+        if task != "classification":
+            raise WorkflowError(f"{self.arch} is a {task} model and kanzoo train trains image classifiers on class "
+                                f"folders; kanzoo validate and predict take it (--task {task})")
         labels = model_labels(base, loaded.label_names) if weights else None
         if cfg.initial_checkpoint:
             init = load_initial_weights(base, read_initial_state(cfg.initial_checkpoint), cfg.initial_checkpoint,
